@@ -1,0 +1,175 @@
+"""LightningDataModule over a dataset store: random training patches, whole validation and test scenes.
+
+Reads the store's stacks through memory maps, so workers share one copy and a patch costs only its own bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+
+from stf_bench.data.normalization import AffineNorm
+from stf_bench.data.samples import SampleSpec, make_samples
+from stf_bench.data.store import DatasetStore, build_dataset
+from stf_bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+FINE, COARSE = 0, 1
+REF_KEYS = (("fine_ref", "coarse_ref"), ("fine_ref2", "coarse_ref2"))
+
+
+def _fill_nan(x: np.ndarray) -> np.ndarray:
+    """Model inputs cannot hold NaN (unfilled variants): use the image's mean; the loss masks targets separately."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        x = x.copy()
+        x[bad] = np.nanmean(x) if (~bad).any() else 0.0
+    return x
+
+
+def build_sample(store: DatasetStore, norm: AffineNorm, spec: SampleSpec, window: tuple[slice, slice],
+                 refs: tuple[int, ...] | None = None) -> dict:
+    """One sample (normalized float32 arrays (1,h,w)) for `spec`, cut to `window` of the scene."""
+    rows, cols = window
+    refs = spec.refs if refs is None else refs
+    values, observed = store.values, store.observed
+    target = np.asarray(values[spec.target, :, rows, cols], dtype=np.float32)
+    valid = np.asarray(observed[spec.target, FINE, rows, cols]) & np.isfinite(target[FINE])
+    sample = {
+        "coarse_tgt": _fill_nan(norm.from_kelvin(target[COARSE]))[None],
+        "fine_tgt": np.nan_to_num(norm.from_kelvin(target[FINE]), nan=0.0)[None],
+        "valid_tgt": valid[None],
+    }
+    for (fine_key, coarse_key), ref in zip(REF_KEYS, refs):
+        pair = np.asarray(values[ref, :, rows, cols], dtype=np.float32)
+        sample[fine_key] = _fill_nan(norm.from_kelvin(pair[FINE]))[None]
+        sample[coarse_key] = _fill_nan(norm.from_kelvin(pair[COARSE]))[None]
+    dates = store.dates
+    sample["meta"] = {
+        "dates": ",".join(dates[i].isoformat() for i in (spec.target, *refs)),
+        "offset": np.array([rows.start or 0, cols.start or 0]),
+    }
+    return sample
+
+
+class PatchDataset(Dataset):
+    """`length` random patches per epoch with flips/rot90; optionally a random other training date as reference."""
+
+    def __init__(self, store: DatasetStore, norm: AffineNorm, specs: list[SampleSpec], patch_size: int, length: int,
+                 augment: bool, random_reference: bool, train_dates: list[int]) -> None:
+        h, w = store.grid.shape
+        if patch_size > min(h, w):
+            raise ConfigError(
+                f"datamodule.patch_size={patch_size} is larger than the scene ({h}x{w}) of {store.path}. "
+                f"Use a smaller patch (e.g. datamodule.patch_size={min(h, w) // 2 * 2})."
+            )
+        self.store, self.norm, self.specs = store, norm, specs
+        self.patch, self.length, self.augment = patch_size, length, augment
+        self.random_reference, self.train_dates = random_reference, train_dates
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        gen = np.random.default_rng(torch.randint(0, 2**62, ()).item())
+        spec = self.specs[gen.integers(len(self.specs))]
+        refs = None
+        if self.random_reference:
+            others = [d for d in self.train_dates if d != spec.target]
+            refs = tuple(int(r) for r in gen.choice(others, size=len(spec.refs), replace=False))
+        h, w = self.store.grid.shape
+        r, c = gen.integers(0, h - self.patch + 1), gen.integers(0, w - self.patch + 1)
+        sample = build_sample(self.store, self.norm, spec, (slice(r, r + self.patch), slice(c, c + self.patch)), refs)
+        if self.augment:
+            k, flip = int(gen.integers(4)), bool(gen.integers(2))
+            for key, arr in sample.items():
+                if key != "meta":
+                    arr = np.rot90(arr, k, axes=(1, 2))
+                    sample[key] = np.ascontiguousarray(arr[:, :, ::-1] if flip else arr)
+        return sample
+
+
+class SceneDataset(Dataset):
+    """Whole scenes, one per sample spec (validation, test, evaluation)."""
+
+    def __init__(self, store: DatasetStore, norm: AffineNorm, specs: list[SampleSpec]) -> None:
+        self.store, self.norm, self.specs = store, norm, specs
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, index: int) -> dict:
+        return build_sample(self.store, self.norm, self.specs[index], (slice(None), slice(None)))
+
+
+class STFDataModule(L.LightningDataModule):
+    """Builds (or finds) the dataset store, splits and pairs its dates, fits the normalization on training dates."""
+
+    def __init__(self, dataset: DictConfig, preprocess: DictConfig, split: DictConfig, pairing: DictConfig,
+                 data_dir: str, patch_size: int, batch_size: int, patches_per_epoch: int = 512,
+                 num_workers: int = 0, augment: bool = True, min_refs: int = 1) -> None:
+        super().__init__()
+        self.dataset_cfg, self.preprocess_cfg = dataset, preprocess
+        self.split, self.pairing = instantiate(split), instantiate(pairing)
+        self.data_dir, self.patch_size, self.batch_size = data_dir, patch_size, batch_size
+        self.patches_per_epoch, self.num_workers, self.augment = patches_per_epoch, num_workers, augment
+        if min_refs > self.pairing.n_refs:
+            raise ConfigError(
+                f"the model needs {min_refs} reference pairs but pairing={self.pairing.name} gives "
+                f"{self.pairing.n_refs}. Add pairing=two_refs to the command."
+            )
+        self.store: DatasetStore | None = None
+        self.norm: AffineNorm | None = None
+
+    def prepare_data(self) -> None:
+        build_dataset(self.dataset_cfg, self.preprocess_cfg, self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is not None:
+            return
+        self.store, _ = build_dataset(self.dataset_cfg, self.preprocess_cfg, self.data_dir)
+        self.samples, self.split_info = make_samples(self.store.dates, self.split, self.pairing)
+        fitted = self._fit_norm()
+        self.norm = self.norm or fitted  # a norm restored from a checkpoint wins
+        log.info("samples: %s", {k: len(v) for k, v in self.samples.items()})
+
+    def _fit_norm(self) -> AffineNorm:
+        """Min-max over the training dates' fine and coarse values, cached beside the store."""
+        train = self.split_info["parts"]["train"]
+        key = f"{self.split.name}-" + "-".join(map(str, train))
+        path = Path(self.store.path) / "normalization" / f"{hashlib.sha256(key.encode()).hexdigest()[:10]}.json"
+        if path.is_file() and json.loads(path.read_text())["key"] == key:
+            return AffineNorm.from_json(json.loads(path.read_text())["norm"])
+        norm = AffineNorm.fit_minmax(self.store.values[i] for i in train)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"key": key, "norm": norm.to_json()}))
+        return norm
+
+    @property
+    def train_dates(self) -> list[int]:
+        return self.split_info["parts"]["train"]
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = PatchDataset(self.store, self.norm, self.samples["train"], self.patch_size, self.patches_per_epoch,
+                               self.augment, self.pairing.train_reference == "random", self.train_dates)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=True)
+
+    def scene_dataset(self, split: str) -> SceneDataset:
+        return SceneDataset(self.store, self.norm, self.samples[split])
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.scene_dataset("val"), batch_size=1, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.scene_dataset("test"), batch_size=1, num_workers=self.num_workers)

@@ -1,0 +1,50 @@
+"""What a user looks at after building a dataset: a per-date table and a quicklook picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+QUICKLOOK = "quicklook.png"
+
+
+def summary_table(manifest: dict, path: Path, cache_hit: bool) -> Table:
+    """Dates with observed and filled fractions of each sensor."""
+    title = f"{manifest['dataset']['name']} / {manifest['variant']}  ({'cache hit' if cache_hit else 'built'})"
+    table = Table(title=title, caption=f"{path}\ngrid {manifest['grid']['height']}x{manifest['grid']['width']}, "
+                                       f"values in K, NaN = no data")
+    for col in ("date", "fine valid", "fine filled", "coarse valid", "coarse filled"):
+        table.add_column(col, justify="right")
+    for d in manifest["dates"]:
+        table.add_row(d["date"], *(f"{100 * d[k]:.1f} %" for k in
+                                   ("fine_valid", "fine_filled", "coarse_valid", "coarse_filled")))
+    return table
+
+
+def quicklook(path: Path, dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4) -> None:
+    """Fine, coarse (on the fine grid) and the observed mask for `n` evenly spread dates, shared colour scale."""
+    picks = np.unique(np.linspace(0, len(dates) - 1, min(n, len(dates))).round().astype(int))
+    finite = values[picks][np.isfinite(values[picks])]
+    vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
+    fig, axes = plt.subplots(3, len(picks), figsize=(3 * len(picks), 9), squeeze=False)
+    for col, k in enumerate(picks):
+        panels = (
+            (values[k, 0], "fine (Landsat) K", {"vmin": vmin, "vmax": vmax, "cmap": "inferno"}),
+            (values[k, 1], "coarse (MODIS) K", {"vmin": vmin, "vmax": vmax, "cmap": "inferno"}),
+            (observed[k, 0].astype(float) + 2 * observed[k, 1], "observed: 1 fine, 2 coarse, 3 both",
+             {"vmin": 0, "vmax": 3, "cmap": "viridis"}),
+        )
+        for row, (img, title, style) in enumerate(panels):
+            image = axes[row, col].imshow(img, **style)
+            axes[row, col].set_title(f"{dates[k]}\n{title}", fontsize=8)
+            axes[row, col].axis("off")
+            if row == 0 and col == len(picks) - 1:
+                fig.colorbar(image, ax=axes[:2].ravel().tolist(), shrink=0.6, label="LST [K]")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,183 @@
+"""The dataset store: ``data/<dataset>/<variant>-<hash>/`` with GeoTIFF pairs, masks, one stack and a manifest.
+
+Built in a temporary folder and renamed when complete, so a crash never leaves a half-written dataset. The folder
+name carries a hash of everything that determines its content, so the same config is a cache hit and a changed one
+builds anew beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+import stf_bench
+from stf_bench.data.geotiff import write_geotiff
+from stf_bench.data.preprocess import Prepared
+from stf_bench.data.report import QUICKLOOK, quicklook
+from stf_bench.data.scene import Grid
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VALUES, OBSERVED, FILLED = "values.npy", "observed.npy", "filled.npy"
+
+
+@dataclass(frozen=True)
+class DatasetStore:
+    """Read access to a built dataset: dates, grid, the (T,2,H,W) stacks as memory maps, the manifest."""
+
+    path: Path
+
+    @cached_property
+    def manifest(self) -> dict:
+        return json.loads((self.path / MANIFEST).read_text())
+
+    @property
+    def dates(self) -> list[dt.date]:
+        return [dt.date.fromisoformat(d["date"]) for d in self.manifest["dates"]]
+
+    @property
+    def grid(self) -> Grid:
+        return Grid.from_json(self.manifest["grid"])
+
+    @property
+    def name(self) -> str:
+        return self.manifest["dataset"]["name"]
+
+    @property
+    def variant(self) -> str:
+        return self.manifest["variant"]
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        return np.load(self.path / VALUES, mmap_mode="r")
+
+    @cached_property
+    def observed(self) -> np.ndarray:
+        return np.load(self.path / OBSERVED, mmap_mode="r")
+
+    @cached_property
+    def filled(self) -> np.ndarray:
+        return np.load(self.path / FILLED, mmap_mode="r")
+
+
+def dataset_key(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, fingerprint: dict) -> str:
+    """Hash of what determines the store's content (the data range and other scoring settings excluded)."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "source": OmegaConf.to_container(dataset_cfg.source, resolve=True),
+        "fingerprint": fingerprint,
+        "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def store_path(data_dir: Path, dataset_cfg: DictConfig, preprocess_cfg: DictConfig, source) -> Path:
+    key = dataset_key(dataset_cfg, preprocess_cfg, source.fingerprint())
+    return Path(data_dir) / dataset_cfg.name / f"{preprocess_cfg.name}-{key}"
+
+
+def build_dataset(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, data_dir: str | Path,
+                  force: bool = False) -> tuple[DatasetStore, bool]:
+    """Build (or find) the store for this config. Returns (store, cache_hit)."""
+    source = instantiate(dataset_cfg.source)
+    final = store_path(Path(data_dir), dataset_cfg, preprocess_cfg, source)
+    if (final / MANIFEST).is_file() and not force:
+        log.info("cache hit: %s", final)
+        return DatasetStore(final), True
+    workdir = final.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenes = source.load(workdir)
+    prepared = instantiate(preprocess_cfg)(scenes)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=workdir))
+    try:
+        _write(tmp, prepared, dataset_cfg, preprocess_cfg, source)
+        _replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return DatasetStore(final), False
+
+
+def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg: DictConfig, source) -> None:
+    for k, date in enumerate(tqdm(prep.dates, desc="writing GeoTIFFs", unit="date")):
+        tag = date.strftime("%Y%m%d")
+        write_geotiff(folder / f"L_{tag}.tif", prep.values[k, 0], prep.grid, units="K", date=date.isoformat())
+        write_geotiff(folder / f"M_{tag}.tif", prep.values[k, 1], prep.grid, units="K", date=date.isoformat())
+        flags = (prep.observed[k].astype(np.uint8) | (prep.filled[k].astype(np.uint8) << 1))
+        write_geotiff(folder / f"Q_{tag}.tif", flags, prep.grid, nodata=None,
+                      bands="1=fine 2=coarse", flags="bit0=observed bit1=filled")
+    quicklook(folder / QUICKLOOK, [d.isoformat() for d in prep.dates], prep.values, prep.observed)
+    np.save(folder / VALUES, np.ascontiguousarray(prep.values, dtype=np.float32))
+    np.save(folder / OBSERVED, prep.observed)
+    np.save(folder / FILLED, prep.filled)
+    n = prep.values[0, 0].size
+    manifest = {
+        "format": FORMAT_VERSION,
+        "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
+        "variant": preprocess_cfg.name,
+        "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
+        "source_fingerprint": source.fingerprint(),
+        "units": "K",
+        "nodata": "NaN",
+        "grid": prep.grid.to_json(),
+        "dates": [
+            {
+                "date": date.isoformat(),
+                "fine_source": prep.sources[k][0],
+                "coarse_source": prep.sources[k][1],
+                "fine_valid": float(prep.observed[k, 0].sum() / n),
+                "fine_filled": float(prep.filled[k, 0].sum() / n),
+                "coarse_valid": float(prep.observed[k, 1].sum() / n),
+                "coarse_filled": float(prep.filled[k, 1].sum() / n),
+            }
+            for k, date in enumerate(prep.dates)
+        ],
+        "checksums": {name: _sha256(folder / name) for name in (VALUES, OBSERVED, FILLED)},
+        "code_version": _code_version(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Atomically put the finished folder in place (moving any older build aside first)."""
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(stf_bench.__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{stf_bench.__version__}+{commit}" if commit else stf_bench.__version__
