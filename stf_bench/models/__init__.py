@@ -1,0 +1,1 @@
+"""One module per surveyed architecture; shared layers in blocks/."""

@@ -1,0 +1,1 @@
+"""Layers and losses used by several architectures."""
