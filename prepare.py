@@ -5,6 +5,9 @@ import hydra
 from omegaconf import DictConfig
 
 from stf_bench.errors import exit_on_user_error
+from stf_bench.resolvers import register
+
+register()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="prepare")

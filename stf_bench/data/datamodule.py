@@ -86,7 +86,8 @@ class PatchDataset(Dataset):
         refs = None
         if self.random_reference:
             others = [d for d in self.train_dates if d != spec.target]
-            refs = tuple(int(r) for r in gen.choice(others, size=len(spec.refs), replace=False))
+            picks = gen.choice(others, size=len(spec.refs), replace=False)
+            refs = tuple(sorted(int(r) for r in picks))  # earlier first, as SampleSpec promises
         h, w = self.store.grid.shape
         r, c = gen.integers(0, h - self.patch + 1), gen.integers(0, w - self.patch + 1)
         sample = build_sample(self.store, self.norm, spec, (slice(r, r + self.patch), slice(c, c + self.patch)), refs)

@@ -6,25 +6,7 @@ Filled pixels only ever feed model inputs; the observed mask travels separately 
 from __future__ import annotations
 
 import numpy as np
-
-
-def _window_sums(values: np.ndarray, valid: np.ndarray, half: int, rows: np.ndarray, cols: np.ndarray):
-    """Sum and count of valid values in the (2*half+1)^2 window around each (row, col), truncated at the edges.
-
-    One integral image per call: O(H*W) whatever the window, then O(1) per queried pixel.
-    """
-    h, w = values.shape
-    integral = np.zeros((h + 1, w + 1))
-    np.cumsum(np.cumsum(np.where(valid, values, 0.0), axis=0), axis=1, out=integral[1:, 1:])
-    count = np.zeros((h + 1, w + 1))
-    np.cumsum(np.cumsum(valid, axis=0, dtype=np.float64), axis=1, out=count[1:, 1:])
-    r0, r1 = np.clip(rows - half, 0, h), np.clip(rows + half + 1, 0, h)
-    c0, c1 = np.clip(cols - half, 0, w), np.clip(cols + half + 1, 0, w)
-
-    def box(table):
-        return table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
-
-    return box(integral), box(count)
+from scipy.ndimage import uniform_filter
 
 
 def progressive_focal_mean(image: np.ndarray, initial_size: int = 3) -> np.ndarray:
@@ -32,7 +14,9 @@ def progressive_focal_mean(image: np.ndarray, initial_size: int = 3) -> np.ndarr
 
     Pass k replaces every NaN by the mean of the non-NaN pixels of its window (size 3, 5, 7, ...; truncated at the
     image edge) in the image as it was at the start of the pass, so pixels filled by one pass feed the next.
-    An all-NaN image is returned unchanged.
+    An all-NaN image is returned unchanged. Each pass is two separable box filters (O(H*W) whatever the window):
+    window sums of the valid values and of the valid count, zero outside the image, so their ratio is the mean over
+    the truncated window.
     """
     out = np.array(image, dtype=np.float64)
     valid = np.isfinite(out)
@@ -40,11 +24,11 @@ def progressive_focal_mean(image: np.ndarray, initial_size: int = 3) -> np.ndarr
         return out.astype(image.dtype, copy=False)
     size = initial_size
     while not valid.all():
-        rows, cols = np.nonzero(~valid)
-        total, count = _window_sums(out, valid, size // 2, rows, cols)
-        hit = count > 0
-        out[rows[hit], cols[hit]] = total[hit] / count[hit]
-        valid[rows[hit], cols[hit]] = True
+        total = uniform_filter(np.where(valid, out, 0.0), size, mode="constant", cval=0.0)
+        count = uniform_filter(valid.astype(np.float64), size, mode="constant", cval=0.0)
+        hit = ~valid & (count > 0.5 / size**2)  # box means of 0/1: any valid pixel gives at least 1/size^2
+        out[hit] = total[hit] / count[hit]
+        valid |= hit
         size += 2
     return out.astype(image.dtype, copy=False)
 

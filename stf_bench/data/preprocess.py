@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stf_bench.data.gapfill import progressive_focal_mean, temporal_linear
-from stf_bench.data.regrid import check_overlap, mask_to_fine_grid, to_fine_grid, warp
+from stf_bench.data.regrid import RESAMPLING, check_overlap, mask_to_fine_grid, to_fine_grid, warp
 from stf_bench.data.scene import Grid, Scene
 from stf_bench.errors import ConfigError
 
@@ -43,6 +43,10 @@ class Preprocessor:
         for key, value in (("fine_fill", fine_fill), ("coarse_fill", coarse_fill)):
             if value not in FILLS:
                 raise ConfigError(f"preprocess.{key}={value!r}: use one of {', '.join(FILLS)}.")
+        if regrid not in ("resize", "reproject"):
+            raise ConfigError(f"preprocess.regrid={regrid!r}: use resize (STF-LST, faithful) or reproject.")
+        if resampling not in RESAMPLING:
+            raise ConfigError(f"preprocess.resampling={resampling!r}: use one of {', '.join(RESAMPLING)}.")
         if temporal_fallback not in ("focal", "none"):
             raise ConfigError(f"preprocess.temporal_fallback={temporal_fallback!r}: use focal or none.")
         self.name = name

@@ -8,8 +8,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from rasterio.warp import Resampling, reproject, transform_bounds
 
 from stf_bench.data.scene import Grid
@@ -48,6 +46,9 @@ def check_overlap(fine: Grid, coarse: Grid, fine_path: str, coarse_path: str, mi
 
 def resize_align_corners(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The STF-LST scripts' resize: bicubic to the fine array shape with align_corners=True, footprints ignored."""
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32))[None, None]
     return F.interpolate(tensor, size=shape, mode="bicubic", align_corners=True)[0, 0].numpy()
 
@@ -55,7 +56,7 @@ def resize_align_corners(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarr
 def warp(data: np.ndarray, src: Grid, dst: Grid, resampling: str) -> np.ndarray:
     """Reproject `data` from `src` to `dst` with rasterio; NaN is no data on both sides."""
     if resampling not in RESAMPLING:
-        raise ConfigError(f"preprocess.regrid.resampling={resampling!r}: use one of {', '.join(RESAMPLING)}.")
+        raise ConfigError(f"preprocess.resampling={resampling!r}: use one of {', '.join(RESAMPLING)}.")
     out = np.full(dst.shape, np.nan, np.float32)
     reproject(np.ascontiguousarray(data, np.float32), out, src_transform=src.affine, src_crs=src.rio_crs,
               src_nodata=np.nan, dst_transform=dst.affine, dst_crs=dst.rio_crs, dst_nodata=np.nan,
@@ -71,7 +72,7 @@ def to_fine_grid(data: np.ndarray, src: Grid, dst: Grid, method: str, resampling
         return resize_align_corners(data, dst.shape)
     if method == "reproject":
         return warp(data, src, dst, resampling)
-    raise ConfigError(f"preprocess.regrid.method={method!r}: use 'resize' (STF-LST, faithful) or 'reproject'.")
+    raise ConfigError(f"preprocess.regrid={method!r}: use 'resize' (STF-LST, faithful) or 'reproject'.")
 
 
 def mask_to_fine_grid(mask: np.ndarray, src: Grid, dst: Grid, method: str) -> np.ndarray:
@@ -79,8 +80,9 @@ def mask_to_fine_grid(mask: np.ndarray, src: Grid, dst: Grid, method: str) -> np
     if src == dst:
         return mask.copy()
     if method == "resize":
-        tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-        return F.interpolate(tensor, size=dst.shape, mode="nearest")[0, 0].numpy() > 0.5
+        rows = np.floor(np.arange(dst.height) * src.height / dst.height).astype(int)
+        cols = np.floor(np.arange(dst.width) * src.width / dst.width).astype(int)
+        return mask[np.ix_(rows, cols)]
     return warp(np.where(mask, 1.0, 0.0), src, dst, "nearest") > 0.5
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+from rich.table import Table
 
 QUICKLOOK = "quicklook.png"
 
@@ -29,6 +25,11 @@ def summary_table(manifest: dict, path: Path, cache_hit: bool) -> Table:
 
 def quicklook(path: Path, dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4) -> None:
     """Fine, coarse (on the fine grid) and the observed mask for `n` evenly spread dates, shared colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     picks = np.unique(np.linspace(0, len(dates) - 1, min(n, len(dates))).round().astype(int))
     finite = values[picks][np.isfinite(values[picks])]
     vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0, 1)

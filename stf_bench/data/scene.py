@@ -61,7 +61,7 @@ class Grid:
 
     def window(self, row: int, col: int, height: int, width: int) -> Grid:
         """The sub-grid starting at (row, col)."""
-        return Grid(self.crs, tuple(self.affine * Affine.translation(col, row))[:6], height, width)
+        return Grid(self.crs, tuple(self.affine @ Affine.translation(col, row))[:6], height, width)
 
     def to_json(self) -> dict:
         return {"crs": self.crs, "transform": list(self.transform), "height": self.height, "width": self.width}

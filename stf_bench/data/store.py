@@ -7,6 +7,7 @@ builds anew beside it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -76,11 +77,11 @@ class DatasetStore:
         return np.load(self.path / FILLED, mmap_mode="r")
 
 
-def dataset_key(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, fingerprint: dict) -> str:
-    """Hash of what determines the store's content (the data range and other scoring settings excluded)."""
+def dataset_key(preprocess_cfg: DictConfig, fingerprint: dict) -> str:
+    """Hash of what determines the store's content: the source's fingerprint (its data and settings, never
+    credentials) and the preprocessing; scoring settings such as the data range are excluded."""
     payload = {
         "format": FORMAT_VERSION,
-        "source": OmegaConf.to_container(dataset_cfg.source, resolve=True),
         "fingerprint": fingerprint,
         "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
     }
@@ -88,7 +89,7 @@ def dataset_key(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, fingerprint
 
 
 def store_path(data_dir: Path, dataset_cfg: DictConfig, preprocess_cfg: DictConfig, source) -> Path:
-    key = dataset_key(dataset_cfg, preprocess_cfg, source.fingerprint())
+    key = dataset_key(preprocess_cfg, source.fingerprint())
     return Path(data_dir) / dataset_cfg.name / f"{preprocess_cfg.name}-{key}"
 
 
@@ -96,20 +97,24 @@ def build_dataset(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, data_dir:
                   force: bool = False) -> tuple[DatasetStore, bool]:
     """Build (or find) the store for this config. Returns (store, cache_hit)."""
     source = instantiate(dataset_cfg.source)
+    preprocess = instantiate(preprocess_cfg)  # a bad preprocess value fails before any reading
     final = store_path(Path(data_dir), dataset_cfg, preprocess_cfg, source)
     if (final / MANIFEST).is_file() and not force:
         log.info("cache hit: %s", final)
         return DatasetStore(final), True
     workdir = final.parent
     workdir.mkdir(parents=True, exist_ok=True)
-    scenes = source.load(workdir)
-    prepared = instantiate(preprocess_cfg)(scenes)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=workdir))
+    tmp = None
     try:
+        prepared = preprocess(source.load(workdir))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=workdir))
         _write(tmp, prepared, dataset_cfg, preprocess_cfg, source)
         _replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            workdir.rmdir()  # only when empty: bad input leaves no trace, other builds and raw exports stay
         raise
     return DatasetStore(final), False
 
@@ -129,7 +134,8 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
     n = prep.values[0, 0].size
     manifest = {
         "format": FORMAT_VERSION,
-        "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
+        "dataset": {"name": dataset_cfg.name, "data_range_k": dataset_cfg.data_range_k,
+                    "coarse_block": dataset_cfg.coarse_block},
         "variant": preprocess_cfg.name,
         "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
         "source_fingerprint": source.fingerprint(),

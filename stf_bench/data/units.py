@@ -42,7 +42,8 @@ def to_kelvin(data: np.ndarray, units: str, path: Path) -> np.ndarray:
     if not lo <= median <= hi:
         raise DataError(
             f"{path}: declared units {units} but the median valid value is {median:.4g}, which is not plausible "
-            f"in {units} ({lo:g} to {hi:g}). Fix the units in the dataset config (K, C or auto)."
+            f"in {units} ({lo:g} to {hi:g}). Fix the declared units: dataset.source.fine_units / coarse_units = K, C "
+            f"or auto."
         )
     kelvin = data + np.float32(KELVIN_OFFSET) if units == "C" else data.copy()
     implausible = np.isfinite(kelvin) & ((kelvin < PLAUSIBLE_K[0]) | (kelvin > PLAUSIBLE_K[1]))

@@ -90,10 +90,10 @@ class FolderSource:
         layout = self.resolve_layout()
         files: dict[str, dict[dt.date, list[Path]]] = {"fine": defaultdict(list), "coarse": defaultdict(list)}
         if layout == "raw":
-            for p in sorted((self.root / "Landsat").iterdir()):
+            for p in sorted((self.root / "Landsat").glob("*")):  # a missing sub-folder yields no file
                 if m := RAW_LANDSAT.match(p.name):
                     files["fine"][_parse_date(m.group(2), "%Y%m%d", p)].append(p)
-            for p in sorted((self.root / "MODIS").iterdir()):
+            for p in sorted((self.root / "MODIS").glob("*")):
                 if m := RAW_MODIS.match(p.name):
                     files["coarse"][_parse_date(m.group(1), "%Y_%m_%d", p)].append(p)
             searched = f"{self.root}/Landsat/LC08_<PPPRRR>_<YYYYMMDD>.tif and {self.root}/MODIS/<YYYY_MM_DD>.tif"
@@ -183,7 +183,7 @@ class FolderSource:
         """Everything that identifies the input: settings plus each file's name, size and modification time."""
         files = self.discover()
         stats = sorted(
-            (p.relative_to(self.root).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
+            (p.relative_to(self.root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
             for by_date in files.values() for ps in by_date.values() for p in ps
         )
         return {

@@ -1,0 +1,111 @@
+"""The leaderboard: one row per (model, dataset, variant, split, pairing), mean ± std over seeds, in four formats.
+
+Each run is first reduced to its mean over test scenes; a row then aggregates runs that differ only by seed.
+Every file states the data range L and the mask policy, since SSIM and PSNR mean nothing without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stf_bench.evaluation.figures import rmse_bar_chart, save_comparison
+
+GROUP = ["dataset", "variant", "split", "pairing", "model"]
+METRICS = {"rmse": "RMSE [K]", "mae": "MAE [K]", "bias": "Bias [K]", "ubrmse": "ubRMSE [K]", "r": "r",
+           "r2": "R² (can be < 0)", "ssim": "SSIM", "psnr": "PSNR [dB]", "edge": "EDGE", "lbp": "LBP",
+           "skill": "Skill vs delta"}
+DECIMALS = {"r": 4, "r2": 3, "ssim": 4, "edge": 3, "lbp": 3, "skill": 3}
+
+
+def display_name(model: str, label: str) -> str:
+    """Reconstructed designs are never shown as the published model."""
+    return f"{model} (reconstructed)" if label == "reconstructed" else model
+
+
+def leaderboard_table(per_scene: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Numeric leaderboard: <metric>_mean / <metric>_std over seeds, plus efficiency and bookkeeping columns."""
+    per_run = per_scene.groupby(GROUP + ["run", "seed"], dropna=False)[list(METRICS)].mean().reset_index()
+    pooled = (per_scene.groupby(GROUP + ["run", "seed"], dropna=False)[["sse", "n_pixels"]].sum().reset_index())
+    per_run["rmse_pooled"] = np.sqrt(pooled["sse"] / pooled["n_pixels"])
+    stats = per_run.groupby(GROUP, dropna=False)[list(METRICS) + ["rmse_pooled"]].agg(["mean", "std"])
+    stats.columns = [f"{m}_{s}" for m, s in stats.columns]
+    stats["n_runs"] = per_run.groupby(GROUP, dropna=False).size()
+    eff = runs.groupby(GROUP, dropna=False).agg(
+        label=("label", "first"), family=("family", "first"), params=("params", "first"),
+        macs_g=("macs_g", "mean") if "macs_g" in runs else ("params", lambda s: np.nan),
+        inference_s=("inference_s", "mean"), train_s=("train_s", "mean"), device=("device", "first"),
+        n_test_scenes=("n_test_scenes", "first"), data_range_k=("data_range_k", "first"))
+    table = stats.join(eff).reset_index()
+    table["name"] = [display_name(m, lab) for m, lab in zip(table["model"], table["label"])]
+    return table.sort_values(["dataset", "variant", "split", "pairing", "rmse_mean"]).reset_index(drop=True)
+
+
+def _fmt(mean: float, std: float, decimals: int) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{decimals}f}" + (f" ± {std:.{decimals}f}" if np.isfinite(std) else "")
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable columns: 'mean ± std' strings and rounded efficiency figures."""
+    shown = pd.DataFrame({"Model": table["name"], "Family": table["family"], "Source": table["label"],
+                          "Dataset": table["dataset"] + "/" + table["variant"], "Split": table["split"],
+                          "Pairing": table["pairing"], "Seeds": table["n_runs"]})
+    for key, title in METRICS.items():
+        shown[title] = [_fmt(m, s, DECIMALS.get(key, 2)) for m, s in zip(table[f"{key}_mean"], table[f"{key}_std"])]
+    shown["Params"] = [f"{int(p):,}" if pd.notna(p) else "n/a" for p in table["params"]]
+    shown["MACs/256² [G]"] = [f"{m:.2f}" if pd.notna(m) else "—" for m in table["macs_g"]]
+    shown["Inference [s/scene]"] = [f"{s:.2f}" for s in table["inference_s"]]
+    shown["Train [min]"] = [f"{s / 60:.1f}" if pd.notna(s) and s else "—" for s in table["train_s"]]
+    return shown
+
+
+def header_lines(table: pd.DataFrame, border: int, device: str) -> list[str]:
+    ranges = ", ".join(f"{d}: L = {r:g} K" for d, r in table.groupby("dataset")["data_range_k"].first().items())
+    scenes = ", ".join(f"{d}: {n}" for d, n in table.groupby("dataset")["n_test_scenes"].first().items())
+    return [
+        f"Data range for SSIM/PSNR (fixed per dataset): {ranges}.",
+        f"Mask: observed (not gap-filled) target pixels with a finite prediction"
+        + (f", minus a {border}-px border" if border else "") + ".",
+        f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "
+        f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference on {device}.",
+        "Models labelled (reconstructed) are our designs from the paper's abstract, not the published networks.",
+    ]
+
+
+def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.DataFrame, dict]:
+    """leaderboard.md/.csv/.tex/.html, per_scene.csv and figures/; returns the table and the figure images."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = leaderboard_table(result["per_scene"], result["runs"])
+    shown = display_table(table)
+    header = header_lines(table, border, result["device"])
+    result["per_scene"].to_csv(out_dir / "per_scene.csv", index=False)
+    table.to_csv(out_dir / "leaderboard.csv", index=False)
+    (out_dir / "leaderboard.md").write_text(
+        "# stf_bench leaderboard\n\n" + "\n".join(f"- {h}" for h in header) + "\n\n"
+        + shown.to_markdown(index=False) + "\n")
+    latex = shown.to_latex(index=False, caption=" ".join(header), label="tab:stf_bench", escape=True)
+    (out_dir / "leaderboard.tex").write_text(latex.replace("±", r"$\pm$").replace("²", r"$^2$"))
+    (out_dir / "leaderboard.html").write_text(
+        "<html><head><meta charset='utf-8'><title>stf_bench leaderboard</title></head><body>"
+        "<h1>stf_bench leaderboard</h1><ul>" + "".join(f"<li>{h}</li>" for h in header) + "</ul>"
+        + shown.to_html(index=False, border=0) + "</body></html>\n")
+    images = {}
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    for (dataset, variant, split, pairing), by_model in result["figures"].items():
+        stem = f"{dataset}_{variant}_{split}_{pairing}"
+        sub = table[(table.dataset == dataset) & (table.variant == variant) & (table.split == split)
+                    & (table.pairing == pairing)]
+        images[f"rmse_{stem}"] = rmse_bar_chart(fig_dir / f"rmse_{stem}.png", list(sub["name"]),
+                                                list(sub["rmse_mean"]), list(sub["rmse_std"]),
+                                                f"{dataset}/{variant}, split {split}, pairing {pairing}")
+        first = next(iter(by_model.values()))
+        preds = {display_name(m, f["label"]): f["pred"] for m, f in
+                 sorted(by_model.items(), key=lambda kv: kv[1]["rmse_run"])}
+        images[f"scene_{stem}"] = save_comparison(fig_dir / f"scene_{stem}.png", first["ref"], preds,
+                                                  f"{dataset}/{variant}, {first['date']}: best run of each model")
+    return shown, images

@@ -1,0 +1,1 @@
+"""LightningModules (supervised, adversarial, diffusion) and losses."""

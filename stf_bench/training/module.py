@@ -1,0 +1,133 @@
+"""The LightningModules: one base that validates on whole scenes in Kelvin, and the supervised trainer.
+
+Hyper-parameters stay plain (the model config as a dict, the normalization as two floats) so that
+``load_from_checkpoint`` rebuilds the exact network and turns its predictions back into Kelvin the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from stf_bench.data.normalization import AffineNorm
+from stf_bench.errors import ConfigError
+from stf_bench.evaluation.metrics import scene_metrics
+from stf_bench.evaluation.tiling import predict_scene
+from stf_bench.training.losses import CompositeLoss
+
+
+class FusionModule(L.LightningModule):
+    """Holds the network and its normalization; validation and test score whole scenes in Kelvin."""
+
+    def __init__(self, model_cfg: dict, norm: dict, data_range_k: float, dataset_id: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_cfg = model_cfg
+        self.norm = AffineNorm.from_json(norm)
+        self.net = instantiate(model_cfg["net"])
+        self.net.norm = self.norm
+        self._scores: list[dict] = []
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.net(batch)
+
+    def compile_network(self) -> None:
+        """torch.compile the forward pass; the state dict keeps its keys, so checkpoints stay loadable."""
+        self.net.forward = torch.compile(self.net.forward)
+
+    def predict_kelvin(self, batch: dict) -> torch.Tensor:
+        """Whole-scene prediction in K through the tiler (the model's size constraints honoured)."""
+        pred = predict_scene(self.net, batch, self.model_cfg.get("size_multiple") or 1,
+                             self.model_cfg.get("fixed_size"))
+        return self.norm.to_kelvin(pred.float())
+
+    def _score(self, batch: dict) -> None:
+        pred = self.predict_kelvin(batch).cpu().numpy()
+        ref = self.norm.to_kelvin(batch["fine_tgt"].float()).cpu().numpy()
+        valid = batch["valid_tgt"].cpu().numpy()
+        for b in range(pred.shape[0]):
+            scores = scene_metrics(pred[b, 0], ref[b, 0], valid[b, 0], self.hparams.data_range_k)
+            self._scores.append({k: scores[k] for k in ("rmse", "ssim", "bias", "n_pixels")})
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._score(batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._score(batch)
+
+    def _log_scores(self, stage: str) -> dict[str, float]:
+        values = {}
+        if self._scores:
+            for key in ("rmse", "ssim", "bias"):
+                values[key] = float(np.mean([s[key] for s in self._scores]))
+                self.log(f"{stage}/{key}", values[key], prog_bar=key == "rmse", sync_dist=True)
+            self._scores.clear()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_scores("test")
+
+    def _optimizer(self, key: str, params):
+        return instantiate(self.model_cfg[key])(params=params)
+
+    def _scheduler(self, optimizer):
+        if not self.model_cfg.get("scheduler"):
+            return None
+        return {"scheduler": instantiate(self.model_cfg["scheduler"])(optimizer=optimizer),
+                "monitor": self.model_cfg.get("scheduler_monitor", "val/rmse"), "interval": "epoch"}
+
+    def _check_loss(self, loss: torch.Tensor, parts: dict) -> None:
+        if not torch.isfinite(loss):
+            details = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            raise FloatingPointError(
+                f"the training loss became {float(loss)} at epoch {self.current_epoch}, step {self.global_step} "
+                f"({details}). Lower the learning rate (model.optimizer.lr), enable gradient clipping "
+                f"(trainer.gradient_clip_val=1.0) or check the data for NaN."
+            )
+
+
+class SupervisedModule(FusionModule):
+    """One optimizer on the model's own ``compute_loss`` or on the config's composite loss."""
+
+    def __init__(self, model_cfg: dict, norm: dict, data_range_k: float, dataset_id: dict) -> None:
+        super().__init__(model_cfg, norm, data_range_k, dataset_id)
+        if hasattr(self.net, "compute_loss"):
+            self.loss_fn = None
+        elif model_cfg.get("loss"):
+            self.loss_fn = CompositeLoss(**model_cfg["loss"])
+        else:
+            raise ConfigError(f"model {model_cfg['id']}: the network has no compute_loss and the config no loss: block.")
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.loss_fn is None:
+            parts = self.net.compute_loss(batch, self.current_epoch)
+        else:
+            parts = self.loss_fn(self.net(batch), batch)
+        loss = parts["loss"]
+        self._check_loss(loss, parts)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=False, on_epoch=True, on_step=False,
+                      batch_size=batch["fine_tgt"].shape[0])
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self._optimizer("optimizer", [p for p in self.net.parameters() if p.requires_grad])
+        scheduler = self._scheduler(optimizer)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters of the inference network (frozen loss networks and discriminators excluded)."""
+    skip = {id(p) for p in getattr(module, "discriminator", torch.nn.Module()).parameters()}
+    return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in skip)
+
+
+def finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

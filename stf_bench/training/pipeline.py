@@ -1,0 +1,227 @@
+"""What ``train.py`` does: dataset, loss-network pre-training, fit, test, and the run folder's ``run.json``.
+
+The run folder is the contract with ``evaluate.py``: the composed config (``.hydra/config.yaml``, and resolved in
+``config_resolved.yaml`` so it can be read without Hydra's runtime), best and last
+checkpoints, and ``run.json`` (model, dataset, variant, split, pairing, seed, status, best validation metric,
+wall time, parameter count, normalization).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from stf_bench.data.gapfill import progressive_focal_mean
+from stf_bench.errors import ConfigError, DataError
+from stf_bench.training.module import count_parameters, finite_or_none
+from stf_bench.training.registry import LIGHTNING_MODULES, lightning_module_class
+
+log = logging.getLogger(__name__)
+RUN_JSON = "run.json"
+RESOLVED_CONFIG = "config_resolved.yaml"
+
+
+def wandb_mode_default() -> None:
+    """Offline unless the user configured a key; said once, never a hang on a missing network."""
+    if os.environ.get("WANDB_MODE"):
+        return
+    netrc = Path.home() / ".netrc"
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    if not has_key:
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("W&B: no API key configured, logging offline (upload later with `wandb sync <run folder>/wandb`).")
+
+
+def check_model_config(cfg: DictConfig) -> None:
+    """Fail before any work on a patch size or module the model cannot take."""
+    model = cfg.model
+    if model.lightning_module not in LIGHTNING_MODULES:
+        raise ConfigError(f"model {model.id}: lightning_module={model.lightning_module!r}; available: "
+                          f"{', '.join(LIGHTNING_MODULES)}.")
+    patch = cfg.datamodule.patch_size
+    if model.fixed_size and patch != model.fixed_size:
+        raise ConfigError(f"model {model.id} accepts only {model.fixed_size}x{model.fixed_size} patches, got "
+                          f"datamodule.patch_size={patch}. Set model.train.patch_size={model.fixed_size}.")
+    multiple = model.size_multiple or 1
+    if patch % multiple:
+        fix = max(multiple, patch // multiple * multiple)
+        raise ConfigError(f"model {model.id} needs patch sizes that are multiples of {multiple}, got "
+                          f"datamodule.patch_size={patch}. Use model.train.patch_size={fix}.")
+
+
+def dataset_id(datamodule) -> dict:
+    store = datamodule.store
+    return {"name": store.name, "variant": store.variant, "store": store.path.name,
+            "split": datamodule.split.name, "pairing": datamodule.pairing.name}
+
+
+def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, max_epochs: int | None) -> None:
+    """Train (or load from the dataset's cache) each frozen loss network the model declares, on training dates."""
+    if not hasattr(net, "pretrained_pieces"):
+        return
+    from stf_bench.models.blocks.pretrained import train_piece
+
+    for piece in net.pretrained_pieces():
+        if piece.ckpt:
+            state = load_checkpoint_file(piece.ckpt)
+        else:
+            train_dates = datamodule.train_dates
+            key = json.dumps({"piece": piece.name, "recipe": piece.recipe, "dates": train_dates, "seed": seed,
+                              "max_epochs": max_epochs, "norm": datamodule.norm.to_json()}, sort_keys=True)
+            path = (Path(datamodule.store.path) / "pretrained"
+                    / f"{model_id}_{piece.name}_{hashlib.sha256(key.encode()).hexdigest()[:10]}.ckpt")
+            if path.is_file():
+                log.info("loss network %s: cached %s", piece.name, path)
+                state = load_checkpoint_file(path)
+            else:
+                log.info("loss network %s: training on %d training dates", piece.name, len(train_dates))
+                images = [datamodule.norm.from_kelvin(progressive_focal_mean(np.asarray(datamodule.store.values[t, 0])))
+                          for t in train_dates]
+                state = train_piece(piece, images, seed=seed, max_epochs=max_epochs)
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(".part")
+                torch.save(state, tmp)
+                os.replace(tmp, path)
+        net.load_pretrained(piece.name, state)
+
+
+def load_checkpoint_file(path: str | Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise DataError(f"checkpoint {path} does not exist: check the path.") from exc
+    except Exception as exc:  # torch raises several types for a damaged file
+        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). The file is corrupt or "
+                        f"truncated: use another checkpoint (e.g. last.ckpt) or retrain.") from exc
+
+
+def check_resume(ckpt_path: str, ids: dict, model_id: str) -> None:
+    """A checkpoint must come from the same model and the same dataset store as this run."""
+    ckpt = load_checkpoint_file(ckpt_path) if Path(ckpt_path).is_file() else None
+    if ckpt is None:
+        raise DataError(f"ckpt_path={ckpt_path} does not exist: give the path of a .ckpt file from a run folder.")
+    hp = ckpt.get("hyper_parameters", {})
+    theirs, their_model = hp.get("dataset_id", {}), hp.get("model_cfg", {}).get("id")
+    if their_model != model_id:
+        raise ConfigError(f"ckpt_path={ckpt_path} holds model {their_model!r}, this run trains {model_id!r}. "
+                          f"Pass model={their_model} or another checkpoint.")
+    if (theirs.get("name"), theirs.get("store")) != (ids["name"], ids["store"]):
+        raise ConfigError(f"ckpt_path={ckpt_path} was trained on dataset {theirs.get('name')}/{theirs.get('store')}, "
+                          f"this run uses {ids['name']}/{ids['store']}. Resume with the same dataset and "
+                          f"preprocess options, or start a new run without ckpt_path.")
+
+
+def write_run_json(output_dir: Path, info: dict) -> None:
+    tmp = output_dir / f".{RUN_JSON}.part"
+    tmp.write_text(json.dumps(info, indent=1, default=str))
+    os.replace(tmp, output_dir / RUN_JSON)
+
+
+def quiet_libraries() -> None:
+    """Lightning logs through its own handlers besides Hydra's (every line twice) and warns about a torch internal."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+def train(cfg: DictConfig) -> float:
+    """Train and test one configuration; returns the best validation RMSE in K (the sweep objective)."""
+    started = time.time()
+    quiet_libraries()
+    output_dir = Path(cfg.paths.output_dir)
+    check_model_config(cfg)
+    (output_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.datamodule)
+    datamodule.setup()
+    ids = dataset_id(datamodule)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    module_cls = lightning_module_class(cfg.model.lightning_module)
+    module = module_cls(model_cfg=model_cfg, norm=datamodule.norm.to_json(),
+                        data_range_k=float(cfg.dataset.data_range_k), dataset_id=ids)
+    info = {
+        "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
+        "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
+        "store": str(datamodule.store.path), "split": ids["split"], "pairing": ids["pairing"], "seed": cfg.seed,
+        "params": count_parameters(module.net), "params_target": cfg.model.get("params_target"),
+        "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_run_json(output_dir, info)
+    try:
+        result = _fit_and_test(cfg, datamodule, module, ids, output_dir)
+    except BaseException as exc:
+        info.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.time() - started)
+        write_run_json(output_dir, info)
+        raise
+    info.update(result, status="finished", wall_time_s=round(time.time() - started, 2))
+    write_run_json(output_dir, info)
+    log.info("run finished: %s", output_dir)
+    return info["best_val_rmse"] if info.get("best_val_rmse") is not None else float("inf")
+
+
+def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Path) -> dict:
+    if cfg.model.lightning_module == "none":
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=[], max_epochs=0)
+        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        return {"test": {k: finite_or_none(v) for k, v in test.items()}, "best_val_rmse": None, "checkpoints": {}}
+
+    pretrain_pieces(module.net, datamodule, cfg.model.id, cfg.seed, cfg.pretrain_max_epochs)
+    if cfg.compile:
+        module.compile_network()
+    if cfg.ckpt_path:
+        check_resume(cfg.ckpt_path, ids, cfg.model.id)
+    if "wandb" in (cfg.get("logger") or {}):
+        wandb_mode_default()
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if type(lg).__name__ == "WandbLogger":
+            lg.experiment.tags = tuple({*lg.experiment.tags, cfg.model.id, cfg.model.family, ids["name"],
+                                        ids["variant"], ids["split"], f"seed{cfg.seed}", cfg.model.label})
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    checkpoint = next((c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0] if best else \
+        trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    _log_prediction_images(loggers, module, datamodule)
+    best_score = checkpoint.best_model_score if checkpoint else None
+    return {
+        "best_val_rmse": finite_or_none(best_score) if best_score is not None else None,
+        "epochs": trainer.current_epoch,
+        "test": {k: finite_or_none(v) for k, v in test.items()},
+        "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
+    }
+
+
+def _log_prediction_images(loggers, module, datamodule) -> None:
+    """At the end of training: reference, prediction and error of the first test scene, to W&B."""
+    wandb_loggers = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
+    if not wandb_loggers:
+        return
+    from stf_bench.evaluation.figures import scene_panel
+
+    sample = datamodule.scene_dataset("test")[0]
+    batch = {k: (torch.from_numpy(v)[None] if isinstance(v, np.ndarray) and k != "meta" else v)
+             for k, v in sample.items()}
+    module.eval()
+    pred = module.predict_kelvin({k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()})
+    ref = module.norm.to_kelvin(batch["fine_tgt"][0, 0].numpy())
+    ref[~batch["valid_tgt"][0, 0].numpy()] = np.nan
+    image = scene_panel(ref, pred[0, 0].cpu().numpy(), title=f"{module.model_cfg['id']} {sample['meta']['dates']}")
+    for lg in wandb_loggers:
+        lg.log_image(key="test/prediction", images=[image])
