@@ -32,13 +32,15 @@ def main(cfg: DictConfig) -> None:
     if cfg.wandb.enabled:
         log_leaderboard(cfg.wandb.project, cfg.wandb.group, out_dir, shown, result["per_scene"], images)
     table = Table(title="stf_bench leaderboard", caption=f"{out_dir}/leaderboard.md (.csv .tex .html), figures/")
-    columns = ["Model", "Source", "Dataset", "Seeds", "RMSE [K]", "Bias [K]", "ubRMSE [K]", "SSIM", "PSNR [dB]",
+    columns = ["Model", "Source", "Dataset", "Pairing", "Seeds", "RMSE [K]", "Bias [K]", "ubRMSE [K]", "SSIM", "PSNR [dB]",
                "Skill vs delta", "Params", "Inference [s/scene]"]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("Model", "Source", "Dataset") else "right")
+        table.add_column(col, justify="left" if col in ("Model", "Source", "Dataset", "Pairing") else "right")
     for _, row in shown.iterrows():
         table.add_row(*(str(row[c]) for c in columns))
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 180)  # the table is the point of the command, also in a log file
+    console.print(table)
 
 
 if __name__ == "__main__":

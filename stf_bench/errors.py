@@ -48,6 +48,8 @@ def exit_on_user_error(func):
             error = user_error(exc)
             if error is None:
                 raise
+            if _in_sweep():
+                raise error from None  # the sweeper records the failed job (and Optuna its failure rate)
             from rich.console import Console
             from rich.panel import Panel
             from rich.text import Text
@@ -59,16 +61,8 @@ def exit_on_user_error(func):
     return wrapper
 
 
-def _user_error(exc: BaseException | None) -> StfBenchError | None:
-    """The StfBenchError behind `exc`, also when a library wrapped it (Hydra's instantiate does)."""
-    while exc is not None:
-        if isinstance(exc, StfBenchError):
-            return exc
-        exc = exc.__cause__
-    return None
-
-
 def _in_sweep() -> bool:
+    """True inside a --multirun job, where exiting would end the whole sweep."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -144,6 +144,12 @@ class FolderSource:
             fine, fine_grid, fine_path = self._read(files["fine"][date], "fine")
             coarse, coarse_grid, coarse_path = self._read(files["coarse"][date], "coarse")
             check_sensors_agree(fine, coarse, fine_path, coarse_path)
+            if coarse.shape == fine.shape and coarse_grid != fine_grid and coarse_grid.res != fine_grid.res:
+                # the STF-LST scripts resized MODIS to the Landsat array but kept the 1 km georeference
+                log.warning("%s has the fine array shape but a %s m pixel size: taken as resized onto the fine grid "
+                            "with a stale georeference (the STF-LST scripts' defect)", coarse_path.name,
+                            f"{coarse_grid.res[0]:g}")
+                coarse_grid = fine_grid
             scenes.append(Scene(date, fine, fine_grid, coarse, coarse_grid, str(fine_path), str(coarse_path)))
         return scenes
 

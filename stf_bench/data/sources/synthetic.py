@@ -19,6 +19,7 @@ real truth rather than of the fine footprint alone.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -297,10 +298,14 @@ class SyntheticSource:
         return raw_dir
 
     def load(self, workdir: Path) -> list[Scene]:
-        """Generate `workdir/raw` if needed and read it with the same folder reader as real exports."""
+        """Generate `workdir/raw-<config hash>` if needed and read it with the same folder reader as real exports.
+
+        One raw folder per configuration, so a seed or size sweep never meets another configuration's files.
+        """
         from stf_bench.data.sources.folder import FolderSource
 
-        raw_dir = self.generate(Path(workdir) / "raw")
+        key = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:10]
+        raw_dir = self.generate(Path(workdir) / f"raw-{key}")
         return FolderSource(raw_dir, layout="raw", fine_units="C", coarse_units="C", fine_nodata=0,
                             coarse_nodata=0).load()
 

@@ -1,0 +1,1 @@
+"""Metrics, whole-scene tiled inference, leaderboards and figures."""
