@@ -143,12 +143,13 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                 module = restore_module(run, device)
                 info = run.info
                 meta = {"model": info["model"], "label": info["label"], "family": info["family"], "seed": info["seed"],
-                        "run": str(run.path), "params": info.get("params"), "train_s": info.get("wall_time_s")}
+                        "run": str(run.path), "params": info.get("params"), "train_s": info.get("wall_time_s"),
+                        "train_peak_mb": info.get("peak_memory_mb") or float("nan")}
             else:
                 module = baseline_module(baseline, context, conf_dir, device)
                 mc = module.model_cfg
                 meta = {"model": mc["id"], "label": mc["label"], "family": mc["family"], "seed": None,
-                        "run": "", "params": 0, "train_s": 0.0}
+                        "run": "", "params": 0, "train_s": 0.0, "train_peak_mb": float("nan")}
             if run is not None and run.info.get("lightning_module") != "none":
                 meta["macs_g"] = count_macs(module, device) / 1e9
             rows, eff, preds = score_method(name, module, context, device, L, cfg.border, list(cfg.optional_metrics),

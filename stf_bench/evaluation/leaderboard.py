@@ -36,7 +36,8 @@ def leaderboard_table(per_scene: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
     eff = runs.groupby(GROUP, dropna=False).agg(
         label=("label", "first"), family=("family", "first"), params=("params", "first"),
         macs_g=("macs_g", "mean") if "macs_g" in runs else ("params", lambda s: np.nan),
-        inference_s=("inference_s", "mean"), train_s=("train_s", "mean"), device=("device", "first"),
+        inference_s=("inference_s", "mean"), train_s=("train_s", "mean"),
+        train_peak_mb=("train_peak_mb", "max"), device=("device", "first"),
         n_test_scenes=("n_test_scenes", "first"), data_range_k=("data_range_k", "first"))
     table = stats.join(eff).reset_index()
     table["name"] = [display_name(m, lab) for m, lab in zip(table["model"], table["label"])]
@@ -60,6 +61,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     shown["MACs/256² [G]"] = [f"{m:.2f}" if pd.notna(m) else "—" for m in table["macs_g"]]
     shown["Inference [s/scene]"] = [f"{s:.2f}" for s in table["inference_s"]]
     shown["Train [min]"] = [f"{s / 60:.1f}" if pd.notna(s) and s else "—" for s in table["train_s"]]
+    shown["Train peak [MB]"] = [f"{m:,.0f}" if pd.notna(m) else "—" for m in table["train_peak_mb"]]
     return shown
 
 

@@ -85,9 +85,9 @@ class FusionModule(L.LightningModule):
 
     def _check_loss(self, loss: torch.Tensor, parts: dict) -> None:
         if not torch.isfinite(loss):
-            details = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
             raise FloatingPointError(
-                f"the training loss became {float(loss)} at epoch {self.current_epoch}, step {self.global_step} "
+                f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, step {self.global_step} "
                 f"({details}). Lower the learning rate (model.optimizer.lr), enable gradient clipping "
                 f"(trainer.gradient_clip_val=1.0) or check the data for NaN."
             )
@@ -120,12 +120,6 @@ class SupervisedModule(FusionModule):
         optimizer = self._optimizer("optimizer", [p for p in self.net.parameters() if p.requires_grad])
         scheduler = self._scheduler(optimizer)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    """Trainable parameters of the inference network (frozen loss networks and discriminators excluded)."""
-    skip = {id(p) for p in getattr(module, "discriminator", torch.nn.Module()).parameters()}
-    return sum(p.numel() for p in module.parameters() if p.requires_grad and id(p) not in skip)
 
 
 def finite_or_none(value) -> float | None:

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from stf_bench.data.gapfill import progressive_focal_mean
 from stf_bench.errors import ConfigError, DataError
-from stf_bench.training.module import count_parameters, finite_or_none
+from stf_bench.models.param_table import inference_parameters
+from stf_bench.training.module import finite_or_none
 from stf_bench.training.registry import LIGHTNING_MODULES, lightning_module_class
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def check_model_config(cfg: DictConfig) -> None:
     if model.lightning_module not in LIGHTNING_MODULES:
         raise ConfigError(f"model {model.id}: lightning_module={model.lightning_module!r}; available: "
                           f"{', '.join(LIGHTNING_MODULES)}.")
+    if model.lightning_module == "none":
+        return  # classical baselines see whole scenes, never training patches
     patch = cfg.datamodule.patch_size
     if model.fixed_size and patch != model.fixed_size:
         raise ConfigError(f"model {model.id} accepts only {model.fixed_size}x{model.fixed_size} patches, got "
@@ -155,7 +158,7 @@ def train(cfg: DictConfig) -> float:
         "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
         "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
         "store": str(datamodule.store.path), "split": ids["split"], "pairing": ids["pairing"], "seed": cfg.seed,
-        "params": count_parameters(module.net), "params_target": cfg.model.get("params_target"),
+        "params": inference_parameters(module.net), "params_target": cfg.model.get("params_target"),
         "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_run_json(output_dir, info)
@@ -177,11 +180,11 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         return {"test": {k: finite_or_none(v) for k, v in test.items()}, "best_val_rmse": None, "checkpoints": {}}
 
+    if cfg.ckpt_path:
+        check_resume(cfg.ckpt_path, ids, cfg.model.id)  # before pre-training: a wrong checkpoint fails at once
     pretrain_pieces(module.net, datamodule, cfg.model.id, cfg.seed, cfg.pretrain_max_epochs)
     if cfg.compile:
         module.compile_network()
-    if cfg.ckpt_path:
-        check_resume(cfg.ckpt_path, ids, cfg.model.id)
     if "wandb" in (cfg.get("logger") or {}):
         wandb_mode_default()
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
@@ -194,18 +197,33 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    checkpoint = next((c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)), None)
+    savers = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
+    checkpoint = next((c for c in savers if c.monitor), None)  # best by the monitored metric
+    # read before testing: testing from best.ckpt restores the callbacks' state as it was when best.ckpt was saved
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    last = next((c.best_model_path for c in savers if not c.monitor and c.best_model_path), None)  # latest epoch
+    best_score, epochs = (checkpoint.best_model_score if checkpoint else None), trainer.current_epoch
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0] if best else \
         trainer.test(module, datamodule=datamodule, verbose=False)[0]
     _log_prediction_images(loggers, module, datamodule)
-    best_score = checkpoint.best_model_score if checkpoint else None
     return {
         "best_val_rmse": finite_or_none(best_score) if best_score is not None else None,
-        "epochs": trainer.current_epoch,
+        "epochs": epochs,
         "test": {k: finite_or_none(v) for k, v in test.items()},
-        "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
+        "checkpoints": {"best": best, "last": last},
+        **peak_memory(module.device),
     }
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Peak memory of training: the GPU allocator's peak, or on CPU the process's peak resident set."""
+    if device.type == "cuda":
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+                "peak_memory_kind": f"GPU allocated ({torch.cuda.get_device_name(device)})"}
+    import resource
+
+    return {"peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_memory_kind": "CPU process peak RSS"}
 
 
 def _log_prediction_images(loggers, module, datamodule) -> None:

@@ -1,0 +1,52 @@
+"""The parameter table generated from the code: each model's 1-band count against its catalogue target.
+
+    python -m stf_bench.models.param_table        # prints a Markdown table
+
+Counts cover the trainable parameters used at inference (frozen loss networks and discriminators excluded), as the
+catalogue's targets do. Official-code and re-implementation designs must land within 2 %, reconstructed ones exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+CONF_MODEL = Path(__file__).resolve().parents[2] / "conf" / "model"
+TOLERANCE = {"official-code": 0.02, "re-implementation": 0.02, "reconstructed": 0.0}
+
+
+def inference_parameters(net) -> int:
+    """Trainable parameters outside the discriminator (frozen loss networks have requires_grad off)."""
+    skip = {id(p) for p in net.discriminator.parameters()} if hasattr(net, "discriminator") else set()
+    return sum(p.numel() for p in net.parameters() if p.requires_grad and id(p) not in skip)
+
+
+def rows(conf_dir: Path = CONF_MODEL) -> list[dict]:
+    """One row per deep model config: id, label, count, target, relative difference, within tolerance."""
+    out = []
+    for path in sorted(conf_dir.glob("*.yaml")):
+        cfg = OmegaConf.load(path)
+        if cfg.lightning_module == "none":
+            continue
+        net_cfg = OmegaConf.merge({"dataset": {"coarse_block": 33}}, {"model": cfg}).model.net
+        count = inference_parameters(instantiate(net_cfg))
+        target = int(cfg.params_target)
+        diff = (count - target) / target
+        out.append({"id": cfg.id, "label": cfg.label, "params": count, "target": target, "diff": diff,
+                    "ok": abs(diff) <= TOLERANCE[cfg.label]})
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    lines = ["| id | label | parameters | target | difference |", "|---|---|---:|---:|---:|"]
+    for r in table:
+        name = f"{r['id']} (reconstructed)" if r["label"] == "reconstructed" else r["id"]
+        lines.append(f"| {name} | {r['label']} | {r['params']:,} | {r['target']:,} | {100 * r['diff']:+.2f} % "
+                     f"{'' if r['ok'] else '**out of tolerance**'}|")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(rows()))
