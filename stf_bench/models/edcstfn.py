@@ -9,16 +9,14 @@ same size, so it adds none either).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from stf_bench.models.blocks.msssim import ms_ssim
-from stf_bench.models.blocks.pretrained import FrozenEncoder, PretrainedPiece, fill_invalid, piece_block
+from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, fill_invalid, piece_block
 
-PIECE = "feature_encoder"
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -60,17 +58,20 @@ def autoencoder_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float
     return F.l1_loss(recon, x) + ssim_weight * (1 - ms_ssim(recon, x, data_range, variant="edcstfn"))
 
 
-class EDCSTFN(nn.Module):
+class EDCSTFN(FeatureLossModel, nn.Module):
     """F2 = D(E_F(F_i) + E_R([C_i, F_i, C2])); with two references the two fusions are weighted in feature space.
 
     Reads `fine_ref`, `coarse_ref`, `coarse_tgt` and, for two references, `fine_ref2`, `coarse_ref2`.
     `feature_encoder` is the YAML block {ckpt, ssim_weight, recipe} of the frozen loss network P.
     """
 
+    autoencoder_cls = FeatureAutoencoder
+    autoencoder_loss = staticmethod(autoencoder_loss)
+
     def __init__(self, feature_encoder: Mapping, in_ch: int = 1, alpha: float = 0.8, data_range: float = 1.0):
         super().__init__()
         self.in_ch, self.alpha, self.data_range = in_ch, alpha, data_range
-        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"edcstfn {PIECE}")
+        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"edcstfn {self.PIECE}")
         self.norm = None  # set by the training core; the model needs no Kelvin quantity
         self.fine_encoder = nn.Sequential(
             _conv3x3(in_ch, 32), nn.ReLU(), _conv3x3(32, 64), nn.ReLU(), _conv3x3(64, 128), nn.ReLU()
@@ -82,7 +83,7 @@ class EDCSTFN(nn.Module):
         self.decoder = nn.Sequential(
             _conv3x3(128, 64), nn.ReLU(), _conv3x3(64, 32), nn.ReLU(), nn.Conv2d(32, in_ch, 1)
         )
-        self.feature_encoder = FrozenEncoder(feature_network(in_ch), f"edcstfn {PIECE}")
+        self.feature_encoder = FrozenEncoder(feature_network(in_ch), f"edcstfn {self.PIECE}")
 
     @staticmethod
     def _references(batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -133,13 +134,3 @@ class EDCSTFN(nn.Module):
         per_output = [self._loss_terms(out, batch) for out in outputs]
         terms = {k: torch.stack([t[k] for t in per_output]).mean() for k in per_output[0]}
         return {k: v if k == "loss" else v.detach() for k, v in terms.items()}
-
-    def pretrained_pieces(self) -> list[PretrainedPiece]:
-        loss = partial(autoencoder_loss, ssim_weight=self.piece["ssim_weight"], data_range=self.data_range)
-        return [PretrainedPiece(PIECE, partial(FeatureAutoencoder, self.in_ch), loss, dict(self.piece["recipe"]),
-                                self.piece["ckpt"])]
-
-    def load_pretrained(self, name: str, encoder_state_dict: Mapping[str, torch.Tensor]) -> None:
-        if name != PIECE:
-            raise KeyError(f"edcstfn has one pretrained piece, {PIECE!r}; got {name!r}")
-        self.feature_encoder.load(encoder_state_dict)

@@ -17,10 +17,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.msssim import ms_ssim
-from stf_bench.models.blocks.pretrained import FrozenEncoder, PretrainedPiece, fill_invalid, piece_block
+from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, fill_invalid, piece_block
 from stf_bench.models.blocks.switchnorm import SwitchNorm2d
 
-PIECE = "feature_encoder"
 WIDTHS = (16, 32, 64, 128)
 GAN_MODES = ("lsgan", "lsgan_sigmoid", "wgan_clip")
 D_REDUCES = ("batch", "sample")
@@ -184,13 +183,16 @@ def autoencoder_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float
 
 
 # --------------------------------------------------------------------------------------------------------- model
-class GANSTFM(nn.Module):
+class GANSTFM(FeatureLossModel, nn.Module):
     """Generator G(C2, F1), conditional multi-scale discriminator, frozen feature encoder E for the loss.
 
     Reads only `fine_ref` and `coarse_tgt` (C1 is not used: the reference may be any date). The trainable inference
     network is `generator`; `discriminator` and `feature_encoder` are training-only. `feature_encoder` is the YAML
     block {ckpt, ssim_weight, recipe} of E's autoencoder.
     """
+
+    autoencoder_cls = FeatureAutoencoder
+    autoencoder_loss = staticmethod(autoencoder_loss)
 
     def __init__(
         self,
@@ -208,11 +210,11 @@ class GANSTFM(nn.Module):
             raise ConfigError(f"ganstfm: model.net.d_reduce={d_reduce!r} is not one of {D_REDUCES}")
         self.in_ch, self.data_range = in_ch, data_range
         self.adv_weight, self.gan_mode, self.d_reduce = adv_weight, gan_mode, d_reduce
-        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"ganstfm {PIECE}")
+        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"ganstfm {self.PIECE}")
         self.norm = None  # set by the training core; the model needs no Kelvin quantity
         self.generator = Generator(in_ch)
         self.discriminator = MultiScaleDiscriminator(2 * in_ch)
-        self.feature_encoder = FrozenEncoder(FeatureEncoder(in_ch), f"ganstfm {PIECE}")
+        self.feature_encoder = FrozenEncoder(FeatureEncoder(in_ch), f"ganstfm {self.PIECE}")
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.generator(batch["coarse_tgt"], batch["fine_ref"])
@@ -241,13 +243,3 @@ class GANSTFM(nn.Module):
         visual = 1 - ms_ssim(pred, target, self.data_range, variant="product")
         return {"loss": feature + cosine + visual, "feature": feature.detach(), "cosine": cosine.detach(),
                 "visual": visual.detach()}
-
-    def pretrained_pieces(self) -> list[PretrainedPiece]:
-        loss = partial(autoencoder_loss, ssim_weight=self.piece["ssim_weight"], data_range=self.data_range)
-        return [PretrainedPiece(PIECE, partial(FeatureAutoencoder, self.in_ch), loss, dict(self.piece["recipe"]),
-                                self.piece["ckpt"])]
-
-    def load_pretrained(self, name: str, encoder_state_dict: Mapping[str, torch.Tensor]) -> None:
-        if name != PIECE:
-            raise KeyError(f"ganstfm has one pretrained piece, {PIECE!r}; got {name!r}")
-        self.feature_encoder.load(encoder_state_dict)

@@ -10,6 +10,7 @@ until weights were loaded: both official feature losses run silently on a random
 from __future__ import annotations
 
 import math
+from functools import partial
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -120,6 +121,29 @@ class FrozenEncoder(nn.Module):
                 f"(train_piece() when the piece's ckpt is null); a random loss network silently ruins training"
             )
         return self.net(x)
+
+
+class FeatureLossModel:
+    """Mixin for a model whose loss runs one frozen feature encoder (EDCSTFN, GAN-STFM), pre-trained as an autoencoder.
+
+    The model sets `autoencoder_cls` (full autoencoder, built from the band count) and `autoencoder_loss`
+    (recon, x, *, ssim_weight, data_range) as class attributes, and `in_ch`, `data_range`, `piece` (its config block)
+    and `feature_encoder` (a FrozenEncoder) in __init__.
+    """
+
+    PIECE = "feature_encoder"
+    autoencoder_cls: Callable[..., nn.Module]
+    autoencoder_loss: Callable[..., torch.Tensor]
+
+    def pretrained_pieces(self) -> list[PretrainedPiece]:
+        loss = partial(type(self).autoencoder_loss, ssim_weight=self.piece["ssim_weight"], data_range=self.data_range)
+        return [PretrainedPiece(self.PIECE, partial(self.autoencoder_cls, self.in_ch), loss,
+                                dict(self.piece["recipe"]), self.piece["ckpt"])]
+
+    def load_pretrained(self, name: str, encoder_state_dict: Mapping[str, torch.Tensor]) -> None:
+        if name != self.PIECE:
+            raise KeyError(f"{type(self).__name__} has one pretrained piece, {self.PIECE!r}; got {name!r}")
+        self.feature_encoder.load(encoder_state_dict)
 
 
 def fill_invalid(target: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
