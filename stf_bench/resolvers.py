@@ -5,8 +5,19 @@ import os
 from omegaconf import OmegaConf
 
 
+def ensure_dir(path: str) -> str:
+    """The folder `path`, created when missing: sqlite cannot create the folder of a new database file."""
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def register() -> None:
     # ${cwd:}: the directory the command runs in (Hydra's own is unset while a sweep's folder is being named)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
     # ${fixed_or:${model.fixed_size},64}: a model's only accepted patch size, else the given default
     OmegaConf.register_new_resolver("fixed_or", lambda fixed, default: fixed if fixed else default, replace=True)
+    # sqlite:///${ensure_dir:${paths.outputs_dir}/optuna}/study.db: a study database on a fresh checkout
+    OmegaConf.register_new_resolver("ensure_dir", ensure_dir, replace=True)
+    # ${default_pairing:${model.n_refs}}: the pairing a model gets unless the command names one
+    OmegaConf.register_new_resolver("default_pairing", lambda n_refs: "two_refs" if int(n_refs) >= 2 else "previous",
+                                    replace=True)

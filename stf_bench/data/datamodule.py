@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -153,7 +154,9 @@ class STFDataModule(L.LightningDataModule):
             return AffineNorm.from_json(json.loads(path.read_text())["norm"])
         norm = AffineNorm.fit_minmax(self.store.values[i] for i in train)
         path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps({"key": key, "norm": norm.to_json()}))
+        tmp = path.with_suffix(f".{os.getpid()}.part")  # parallel sweep jobs may fit the same split at once
+        tmp.write_text(json.dumps({"key": key, "norm": norm.to_json()}))
+        os.replace(tmp, path)
         return norm
 
     @property

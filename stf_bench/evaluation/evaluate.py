@@ -71,7 +71,8 @@ def score_method(name: str, module, context: Context, device, data_range: float,
     for batch in tqdm(context.samples(), total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
         ref = batch["fine_tgt"][0, 0].numpy().astype(np.float64)
         valid = batch["valid_tgt"][0, 0].numpy()
-        delta = (batch["fine_ref"] + batch["coarse_tgt"] - batch["coarse_ref"])[0, 0].numpy().astype(np.float64)
+        # F1 + (C2 - C1) in float32, the delta baseline's own arithmetic: its skill is exactly 0
+        delta = (batch["fine_ref"] + (batch["coarse_tgt"] - batch["coarse_ref"]))[0, 0].numpy().astype(np.float64)
         started = time.perf_counter()
         with torch.no_grad():
             pred = module.predict_kelvin(_normalize(batch, module.norm, device))
@@ -137,7 +138,8 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                  "split": context.cfg.split.name, "pairing": context.cfg.pairing.name}
         L = float(context.cfg.dataset.data_range_k)
         methods = [(run.model_id, run, None) for run in context.runs]
-        methods += [(b, None, b) for b in cfg.baselines]
+        # a baseline that train.py already recorded as a run is that run: scoring it again would count two seeds
+        methods += [(b, None, b) for b in cfg.baselines if b not in {run.model_id for run in context.runs}]
         for name, run, baseline in tqdm(methods, desc=f"{ident['dataset']}/{ident['variant']}", unit="method"):
             if run is not None:
                 module = restore_module(run, device)

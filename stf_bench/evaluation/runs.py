@@ -47,7 +47,10 @@ def discover_runs(patterns: list[str]) -> tuple[list[Run], list[str]]:
         except json.JSONDecodeError as exc:
             skipped.append(f"{folder}: run.json is not valid JSON ({exc})")
             continue
-        if info.get("status") != "finished":
+        if not isinstance(info, dict) or "status" not in info:
+            skipped.append(f"{folder}: its run.json has no status, it was not written by train.py")
+            continue
+        if info["status"] != "finished":
             skipped.append(f"{folder}: status {info.get('status')!r}" + (f" ({info['error']})" if "error" in info else ""))
             continue
         config = folder / RESOLVED_CONFIG
@@ -57,7 +60,9 @@ def discover_runs(patterns: list[str]) -> tuple[list[Run], list[str]]:
         cfg = OmegaConf.load(config)
         checkpoint = None
         if info.get("lightning_module") != "none":
-            candidates = [c for c in (info.get("checkpoints") or {}).values() if c and Path(c).is_file()]
+            recorded = [Path(c) for c in (info.get("checkpoints") or {}).values() if c]
+            # beside run.json first: a run folder copied from another machine keeps its checkpoints/ but not its paths
+            candidates = [p for c in recorded for p in (folder / "checkpoints" / c.name, c) if p.is_file()]
             if not candidates:
                 skipped.append(f"{folder}: no checkpoint (a fast_dev_run or an interrupted run)")
                 continue

@@ -87,7 +87,8 @@ class FusionModule(L.LightningModule):
         if not torch.isfinite(loss):
             details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
             raise FloatingPointError(
-                f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, step {self.global_step} "
+                f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, "
+                f"step {self.global_step} "
                 f"({details}). Lower the learning rate (model.optimizer.lr), enable gradient clipping "
                 f"(trainer.gradient_clip_val=1.0) or check the data for NaN."
             )

@@ -48,7 +48,7 @@ def _batch(two_refs=True, size=32, seed=0):
 
 
 def test_config_declares_the_contract(cfg, model):
-    assert set(cfg) == TOP_KEYS | {"min_refs", "pairing"}  # accepts one reference, defaults to two
+    assert set(cfg) == TOP_KEYS | {"min_refs"}  # accepts one reference, defaults to two
     assert (cfg.id, cfg.lightning_module, cfg.n_refs, cfg.size_multiple, cfg.label) == (
         "edcstfn", "supervised", 2, 1, "official-code")
     assert _count(model, trainable=True) == cfg.params_target == 278_209

@@ -213,8 +213,8 @@ def train_piece(
         ae = piece.build_autoencoder()
     multiple = getattr(ae, "size_multiple", 1)
     if patch % multiple:
-        raise ConfigError(f"pretrained piece {piece.name!r}: recipe.patch {patch} must be a multiple of "
-                          f"{multiple} for this autoencoder")
+        raise ConfigError(f"pretrained piece {piece.name!r}: model.net.{piece.name}.recipe.patch={patch} must "
+                          f"be a multiple of {multiple} for this autoencoder")
 
     tensors, index = [], []
     for i, im in enumerate(images):
@@ -224,7 +224,8 @@ def train_piece(
                             f"{im.shape} with {int((~np.isfinite(im)).sum())} non-finite values; fill gaps first")
         if min(im.shape) < patch:
             raise DataError(f"pretrained piece {piece.name!r}: image {i} of shape {im.shape} is smaller than "
-                            f"recipe.patch {patch}; lower the patch size")
+                            f"the pre-training patch {patch}; set model.net.{piece.name}.recipe.patch to at most "
+                            f"{min(im.shape)} (and recipe.stride below it)")
         tensors.append(torch.from_numpy(im))
         index += [(i, r, c) for r in patch_offsets(im.shape[0], patch, stride)
                   for c in patch_offsets(im.shape[1], patch, stride)]

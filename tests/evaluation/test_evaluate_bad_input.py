@@ -1,0 +1,51 @@
+"""Bad input to `evaluate.py`, through the real command line: exit status 2, a message that names the folder or file
+and the fix, and no Python traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+
+def check_refused(proc, *phrases: str) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    squeezed = " ".join(out.replace("│", " ").split())  # the message panel wraps lines
+    for phrase in phrases:
+        assert phrase in squeezed, squeezed[-3000:]
+
+
+def test_empty_folder(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    check_refused(cli("evaluate.py", f"runs={empty}", "wandb.enabled=false"),
+                  f"evaluate: no finished run with a checkpoint under {empty}", "no run.json found",
+                  "Train first (python train.py ...) or point runs= at a folder of finished runs")
+
+
+def test_foreign_folder(cli, tmp_path):
+    foreign = tmp_path / "foreign"
+    (foreign / "results").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("not a run\n")
+    (foreign / "results" / "run.json").write_text(json.dumps({"accuracy": 0.9}))  # someone else's run.json
+    check_refused(cli("evaluate.py", f"runs={foreign}", "wandb.enabled=false"),
+                  f"no finished run with a checkpoint under {foreign}", "1 run folder(s) skipped",
+                  f"{foreign / 'results'}: its run.json has no status, it was not written by train.py",
+                  "point runs= at a folder of finished runs")
+
+
+def test_folder_that_does_not_exist(cli, tmp_path):
+    check_refused(cli("evaluate.py", f"runs={tmp_path / 'nowhere'}", "wandb.enabled=false"),
+                  f"evaluate: {tmp_path / 'nowhere'} matches no folder", "runs='outputs/train/multirun/*'")
+
+
+def test_truncated_checkpoint_in_a_copied_run_folder(cli, pipeline, tmp_path):
+    # a run folder copied elsewhere is scored from its own checkpoints/, so the damage below must be seen
+    copy = tmp_path / "copied" / "0"
+    shutil.copytree(pipeline["sweep"] / "0", copy)
+    best = copy / "checkpoints" / "best.ckpt"
+    with open(best, "r+b") as f:
+        f.truncate(best.stat().st_size // 3)
+    proc = cli("evaluate.py", f"runs={copy.parent}", "wandb.enabled=false", f"paths.data_dir={pipeline['data']}")
+    check_refused(proc, "DataError", f"checkpoint {best} cannot be read", "corrupt or truncated")
