@@ -208,7 +208,7 @@ def test_train_piece_rejects_bad_input():
     good = [np.zeros((64, 64), np.float32)] * 2
     with pytest.raises(DataError, match="image 1"):
         train_piece(_tiny_piece(), [good[0], np.full((64, 64), np.nan, np.float32)], seed=0, progress=False)
-    with pytest.raises(DataError, match="smaller than recipe.patch 128"):
+    with pytest.raises(DataError, match="smaller than the pre-training patch 128; set model.net.tiny.recipe.patch"):
         train_piece(_tiny_piece(patch=128), good, seed=0, progress=False)
     piece = _tiny_piece()
     with pytest.raises(ConfigError, match=r"missing keys \['lr'\]"):
