@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from ee import apitestcase
 from googleapiclient.errors import HttpError
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
@@ -265,17 +264,6 @@ def geotiff_bytes(data: np.ndarray, transform: Affine, crs_code: str) -> bytes:
                       dtype="float32", crs=crs, transform=transform) as ds:
             ds.write(data)
         return mem.read()
-
-
-@pytest.fixture
-def ee_offline(monkeypatch):
-    """The real ee client with the wheel's algorithm list and no network (ee.apitestcase's hooks)."""
-    monkeypatch.setattr(ee.data, "getAlgorithms", apitestcase.GetAlgorithms)
-    monkeypatch.setattr(ee.data, "_install_cloud_api_resource", lambda: None)
-    monkeypatch.setattr(ee.data, "computeValue", lambda expr: pytest.fail("a test tried to reach Earth Engine"))
-    ee.Initialize(None, "", project="offline-test")
-    yield
-    ee.Reset()
 
 
 def small_source_cfg():

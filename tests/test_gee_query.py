@@ -16,7 +16,6 @@ from pathlib import Path
 import ee
 import numpy as np
 import pytest
-from ee import apitestcase
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -28,17 +27,6 @@ from stf_bench.errors import ConfigError
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BBOX = [1.7505414127167631, 47.76054614894737, 2.126342587283237, 48.01326285105263]
 L8 = "LANDSAT/LC08/C02/T1_L2"
-
-
-@pytest.fixture
-def ee_offline(monkeypatch):
-    """The real ee client with the wheel's algorithm list and no network (ee.apitestcase's hooks)."""
-    monkeypatch.setattr(ee.data, "getAlgorithms", apitestcase.GetAlgorithms)
-    monkeypatch.setattr(ee.data, "_install_cloud_api_resource", lambda: None)
-    monkeypatch.setattr(ee.data, "computeValue", lambda expr: pytest.fail("a test tried to reach Earth Engine"))
-    ee.Initialize(None, "", project="offline-test")
-    yield
-    ee.Reset()
 
 
 def compose_source(dataset: str = "stf_lst_gee", *overrides: str):
