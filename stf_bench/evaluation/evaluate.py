@@ -65,8 +65,8 @@ def _normalize(batch: dict, norm: AffineNorm, device) -> dict:
 
 
 def score_method(name: str, module, context: Context, device, data_range: float, border: int,
-                 optional: list[str], keep_predictions: bool) -> tuple[list[dict], dict, dict]:
-    """Per-scene metrics, efficiency figures and (optionally) the predictions of one method on one context."""
+                 optional: list[str]) -> tuple[list[dict], dict, dict]:
+    """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
     rows, predictions, seconds = [], {}, []
     for batch in tqdm(context.samples(), total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
         ref = batch["fine_tgt"][0, 0].numpy().astype(np.float64)
@@ -84,7 +84,7 @@ def score_method(name: str, module, context: Context, device, data_range: float,
         date = batch["meta"]["dates"].split(",")[0]
         rows.append({"date": date, **scores, **{f"fallback_{k}": v for k, v in
                                                   (getattr(module.net, "last_stats", None) or {}).items()}})
-        if keep_predictions:
+        if not predictions:
             predictions[date] = pred
     efficiency = {"inference_s": float(np.mean(seconds)), "device": str(device)}
     return rows, efficiency, predictions
@@ -154,8 +154,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                         "run": "", "params": 0, "train_s": 0.0, "train_peak_mb": float("nan")}
             if run is not None and run.info.get("lightning_module") != "none":
                 meta["macs_g"] = count_macs(module, device) / 1e9
-            rows, eff, preds = score_method(name, module, context, device, L, cfg.border, list(cfg.optional_metrics),
-                                            keep_predictions=True)
+            rows, eff, preds = score_method(name, module, context, device, L, cfg.border, list(cfg.optional_metrics))
             for row in rows:
                 per_scene.append({**ident, **meta, **row})
             summaries.append({**ident, **meta, **eff, "data_range_k": L, "n_test_scenes": len(rows),
