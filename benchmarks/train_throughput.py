@@ -21,7 +21,7 @@ from omegaconf import OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from stf_bench.evaluation.tiling import predict_scene
+from stf_bench.models.prediction import predict_scene
 from stf_bench.resolvers import register
 from stf_bench.training.registry import lightning_module_class
 

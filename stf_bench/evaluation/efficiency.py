@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 MAC_SIZE = 256
 
 
-def count_macs(module, device: torch.device, size: int = MAC_SIZE) -> float:
+def count_macs(net: torch.nn.Module, device: torch.device, size: int = MAC_SIZE) -> float:
     """MACs of one forward pass of the network on a (1,1,size,size) sample (matmul/conv FLOPs / 2)."""
     shape = (1, 1, size, size)
     gen = torch.Generator().manual_seed(0)
@@ -18,5 +18,5 @@ def count_macs(module, device: torch.device, size: int = MAC_SIZE) -> float:
     batch["meta"] = {"dates": "2020-01-01,2019-12-31,2020-01-02", "offset": torch.zeros(1, 2)}
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        module.net(batch)
+        net(batch)
     return counter.get_total_flops() / 2

@@ -1,15 +1,16 @@
 """What ``evaluate.py`` does: score every finished run and the classical baselines on whole test scenes.
 
-Runs are grouped by evaluation context (dataset store, split, pairing); within a context every method sees the same
-test scenes and the same mask (observed target pixels, metrics.md), and the temporal-delta prediction of the same
-sample gives the Skill column.
+Runs are grouped by evaluation context (store fingerprint, complete split, pairing; ``stf_bench.data.context``):
+each run is scored on the test samples of its own context, and every method in a context sees the same scenes and
+the same mask (observed target pixels, metrics.md); the temporal-delta prediction of the same sample gives the Skill
+column. A method that needs two reference pairs is scored in the two-reference sibling of a one-reference context.
+One method that fails is reported and never costs the others their scores.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,51 +21,97 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from stf_bench.data.context import evaluation_context, store_fingerprint
+from stf_bench.data.datamodule import SceneDataset
 from stf_bench.data.normalization import AffineNorm
-from stf_bench.data.samples import make_samples
+from stf_bench.data.samples import Pairing, make_samples
 from stf_bench.data.store import build_dataset
-from stf_bench.errors import DataError
+from stf_bench.errors import ConfigError, DataError, user_error
 from stf_bench.evaluation.efficiency import count_macs
 from stf_bench.evaluation.metrics import scene_metrics
-from stf_bench.evaluation.runs import Run, discover_runs, restore_module
-from stf_bench.training.classical import ClassicalModule
+from stf_bench.models.prediction import ScenePredictor
+from stf_bench.run_folder import (RunFolder, check_targets, discover_runs, recipe_hash, restore_predictor,
+                                  trusted_targets)
 
 log = logging.getLogger(__name__)
 KELVIN = AffineNorm(0.0, 1.0)
+CONTEXT_KEYS = ("dataset", "preprocess", "split", "pairing", "paths")
+
+
+@dataclass
+class Method:
+    """One thing to score in a context: a finished run, or a classical baseline by its model id."""
+
+    name: str
+    run: RunFolder | None = None
+    baseline: str | None = None
 
 
 @dataclass
 class Context:
-    """One (dataset store, split, pairing): its test samples in Kelvin and the methods scored on them."""
+    """One evaluation context: its configs (from the run that trained in it), its test samples, its methods."""
 
     cfg: DictConfig
-    runs: list[Run] = field(default_factory=list)
+    ident: dict
+    recorded_store: Path | None = None
+    methods: list[Method] = field(default_factory=list)
 
-    def setup(self, data_dir: str) -> None:
-        self.store, _ = build_dataset(self.cfg.dataset, self.cfg.preprocess, data_dir)
-        samples, _ = make_samples(self.store.dates, instantiate(self.cfg.split), instantiate(self.cfg.pairing))
+    @classmethod
+    def of_run(cls, run: RunFolder) -> Context:
+        cfg = OmegaConf.create({k: run.cfg[k] for k in CONTEXT_KEYS})
+        store = Path(run.info["store"])
+        ident = run.info.get("context") or evaluation_context(store, run.info["dataset"], run.info["variant"],
+                                                              cfg.split, cfg.pairing)
+        return cls(cfg, ident, store)
+
+    def with_pairing_mode(self, mode: str) -> Context:
+        """The sibling context with the same store and split and another pairing mode."""
+        cfg = self.cfg.copy()
+        cfg.pairing.mode = mode
+        cfg.pairing.name = mode
+        ident = evaluation_context(self.recorded_store, self.ident["dataset"], self.ident["variant"], cfg.split,
+                                   cfg.pairing)
+        return Context(cfg, ident, self.recorded_store)
+
+    @property
+    def n_refs(self) -> int:
+        return Pairing.MODES.get(self.cfg.pairing.mode, 1)
+
+    @property
+    def label(self) -> str:
+        i = self.ident
+        return f"{i['dataset']} [{i['store_hash']}] {i['variant']}, split {i['split']}, pairing {i['pairing']}"
+
+    def setup(self, data_dir: Path) -> None:
+        """Open the store this context was trained on: where the run recorded it, the same folder (same hash, so the
+        same content) under evaluate's data folder, or rebuilt from the recorded config in the run's own data
+        folder. A store whose fingerprint changed (the source data changed) is not scorable."""
+        candidates = [self.recorded_store] if self.recorded_store else []
+        if self.recorded_store:
+            candidates.append(Path(data_dir) / self.recorded_store.parent.name / self.recorded_store.name)
+        found = next((p for p in candidates if (p / "manifest.json").is_file()), None)
+        run_data_dir = Path(self.cfg.paths.data_dir) if found is None else found.parent.parent
+        if found is None:
+            log.info("%s: store %s is missing; rebuilding it from the run's config under %s", self.label,
+                     self.recorded_store, run_data_dir)
+        self.store, _ = build_dataset(self.cfg.dataset, self.cfg.preprocess, run_data_dir)
+        expected = self.ident["store_hash"]
+        if not store_fingerprint(self.store.path).startswith(expected):
+            raise DataError(f"{self.label}: the store rebuilt from the run's config is {self.store.path}, not the "
+                            f"{expected}... the run was trained on: the source data or the code changed since. "
+                            f"Restore the original data, or retrain on the new store.")
+        samples, info = make_samples(self.store.dates, instantiate(self.cfg.split), instantiate(self.cfg.pairing))
         self.specs = samples["test"]
+        for date, reason in info["skipped"]["test"]:
+            log.warning("%s: test date %s cannot be paired (%s): not scored", self.label, date, reason)
 
     def samples(self):
-        """Test samples as batches of one, in Kelvin (each run re-normalizes with its own statistics)."""
-        from stf_bench.data.datamodule import SceneDataset
-
+        """Test samples as batches of one, in Kelvin (each method normalizes as it was trained)."""
         for sample in SceneDataset(self.store, KELVIN, self.specs):
             yield {k: (torch.from_numpy(v)[None] if k != "meta" else v) for k, v in sample.items()}
 
 
-def _normalize(batch: dict, norm: AffineNorm, device) -> dict:
-    from stf_bench.evaluation.tiling import IMAGE_KEYS
-
-    out = {}
-    for key, value in batch.items():
-        if key in IMAGE_KEYS or key == "fine_tgt":
-            value = norm.from_kelvin(value)
-        out[key] = value.to(device) if torch.is_tensor(value) else value
-    return out
-
-
-def score_method(name: str, module, context: Context, device, data_range: float, border: int,
+def score_method(name: str, predictor: ScenePredictor, context: Context, device, data_range: float, border: int,
                  optional: list[str]) -> tuple[list[dict], dict, dict]:
     """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
     rows, predictions, seconds = [], {}, []
@@ -73,9 +120,9 @@ def score_method(name: str, module, context: Context, device, data_range: float,
         valid = batch["valid_tgt"][0, 0].numpy()
         # F1 + (C2 - C1) in float32, the delta baseline's own arithmetic: its skill is exactly 0
         delta = (batch["fine_ref"] + (batch["coarse_tgt"] - batch["coarse_ref"]))[0, 0].numpy().astype(np.float64)
+        inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "fine_tgt"}
         started = time.perf_counter()
-        with torch.no_grad():
-            pred = module.predict_kelvin(_normalize(batch, module.norm, device))
+        pred = predictor(inputs)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
@@ -83,43 +130,78 @@ def score_method(name: str, module, context: Context, device, data_range: float,
         scores = scene_metrics(pred, ref, valid, data_range, border=border, delta_pred=delta, optional=optional)
         date = batch["meta"]["dates"].split(",")[0]
         rows.append({"date": date, **scores, **{f"fallback_{k}": v for k, v in
-                                                  (getattr(module.net, "last_stats", None) or {}).items()}})
+                                                  (getattr(predictor.net, "last_stats", None) or {}).items()}})
         if not predictions:
             predictions[date] = pred
     efficiency = {"inference_s": float(np.mean(seconds)), "device": str(device)}
     return rows, efficiency, predictions
 
 
-def build_contexts(runs: list[Run]) -> dict[tuple, Context]:
-    contexts: dict[tuple, Context] = {}
-    for run in runs:
-        cfg = run.cfg
-        key = (run.info["store"], run.info["split"], run.info["pairing"])
-        if key not in contexts:
-            contexts[key] = Context(OmegaConf.create({k: cfg[k] for k in ("dataset", "preprocess", "split",
-                                                                          "pairing", "paths")}))
-        contexts[key].runs.append(run)
-    return contexts
-
-
-def baseline_module(model_id: str, context: Context, conf_dir: Path, device) -> ClassicalModule:
-    """A classical baseline, configured from conf/model/<id>.yaml against this context's dataset."""
+def baseline_config(model_id: str, conf_dir: Path) -> DictConfig:
     path = conf_dir / "model" / f"{model_id}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in (conf_dir / "model").glob("*.yaml"))
-        raise DataError(f"evaluate.baselines: no model config {path}; available: {', '.join(available)}.")
-    model_cfg = OmegaConf.load(path)
+        available = sorted(p.stem for p in (conf_dir / "model").glob("*.yaml")
+                           if OmegaConf.load(p).get("lightning_module") == "none")
+        raise ConfigError(f"evaluate.baselines: {model_id!r} has no model config {path}; classical methods: "
+                          f"{', '.join(available)}.")
+    cfg = OmegaConf.load(path)
+    if cfg.get("lightning_module") != "none":
+        raise ConfigError(f"evaluate.baselines: {model_id!r} is a deep model (lightning_module={cfg.lightning_module})"
+                          f": train it with `python train.py model={model_id}` and evaluate its run folder instead.")
+    return cfg
+
+
+def baseline_predictor(model_cfg: DictConfig, context: Context, device, trusted: list[str]):
+    """A classical method configured from conf/model/<id>.yaml against this context's dataset."""
     merged = OmegaConf.merge({"dataset": context.cfg.dataset}, {"model": model_cfg})
     model = OmegaConf.to_container(merged.model, resolve=True)
-    module = ClassicalModule(model_cfg=model, norm=KELVIN.to_json(),
-                             data_range_k=float(context.cfg.dataset.data_range_k), dataset_id={})
-    return module.to(device).eval()
+    check_targets(model["net"], trusted, f"conf/model/{model['id']}.yaml")
+    predictor = ScenePredictor.from_model_cfg(instantiate(model["net"]), KELVIN, model)
+    predictor.net.to(device).eval()
+    return predictor, model
+
+
+def plan_contexts(runs: list[RunFolder], baselines: list[str], conf_dir: Path) -> tuple[list[Context], list[str]]:
+    """Every run in its own context; every baseline in each context, or in its sibling with enough references."""
+    contexts: dict[str, Context] = {}
+    for run in runs:
+        context = Context.of_run(run)
+        contexts.setdefault(context.ident["key"], context).methods.append(Method(run.model_id, run=run))
+    notes = []
+    baseline_cfgs = {b: baseline_config(b, conf_dir) for b in baselines}
+    for context in list(contexts.values()):
+        for name, bcfg in baseline_cfgs.items():
+            target = context
+            if int(bcfg.n_refs) > context.n_refs:
+                sibling = context.with_pairing_mode("two_refs")
+                target = contexts.setdefault(sibling.ident["key"], sibling)
+                if target is sibling and not sibling.methods:
+                    notes.append(f"{name} needs {bcfg.n_refs} reference pairs: scored in {sibling.label} "
+                                 f"(the two-reference sibling of {context.label})")
+            if any((m.run.model_id if m.run else m.baseline) == name for m in target.methods):
+                continue  # a baseline that train.py recorded as a run is that run: scoring it twice counts two seeds
+            target.methods.append(Method(name, baseline=name))
+    return list(contexts.values()), notes
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"evaluate: device={name!r} is not a device ({exc}). Use device=auto, cpu or cuda.") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    error = user_error(exc)
+    return str(error) if error is not None else f"{type(exc).__name__}: {exc}"
 
 
 def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
-    """Score everything; returns per-scene rows, per-run summaries and figure inputs for the leaderboard writer."""
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    """Score everything; returns per-scene rows, per-run summaries, figure inputs and what could not be scored."""
+    device = _device(cfg.device)
+    trusted = trusted_targets(cfg.trusted_targets)
     patterns = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
     runs, skipped = discover_runs(patterns)
     for line in skipped:
@@ -131,43 +213,71 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                " (no run.json found: is this a stf_bench output folder?)")
             + ". Train first (python train.py ...) or point runs= at a folder of finished runs."
         )
-    per_scene, summaries, figures = [], [], defaultdict(dict)
-    for context in build_contexts(runs).values():
-        context.setup(cfg.paths.data_dir)
-        ident = {"dataset": context.store.name, "variant": context.store.variant,
-                 "split": context.cfg.split.name, "pairing": context.cfg.pairing.name}
+    contexts, notes = plan_contexts(runs, list(cfg.baselines), conf_dir)
+    for note in notes:
+        log.info(note)
+    per_scene, summaries, figures, failed = [], [], {}, []
+    for context in contexts:
+        try:
+            context.setup(Path(cfg.paths.data_dir))
+        except Exception as exc:  # a context that cannot be opened costs only its own methods
+            reason = _describe(exc)
+            failed += [{"method": m.name, "run": str(m.run.path) if m.run else "", "context": context.label,
+                        "reason": reason} for m in context.methods]
+            log.warning("not scorable: %s: %s", context.label, reason, exc_info=user_error(exc) is None)
+            continue
         L = float(context.cfg.dataset.data_range_k)
-        methods = [(run.model_id, run, None) for run in context.runs]
-        # a baseline that train.py already recorded as a run is that run: scoring it again would count two seeds
-        methods += [(b, None, b) for b in cfg.baselines if b not in {run.model_id for run in context.runs}]
-        for name, run, baseline in tqdm(methods, desc=f"{ident['dataset']}/{ident['variant']}", unit="method"):
-            if run is not None:
-                module = restore_module(run, device)
-                info = run.info
-                meta = {"model": info["model"], "label": info["label"], "family": info["family"], "seed": info["seed"],
-                        "run": str(run.path), "params": info.get("params"), "train_s": info.get("wall_time_s"),
-                        "train_peak_mb": info.get("peak_memory_mb") or float("nan")}
-            else:
-                module = baseline_module(baseline, context, conf_dir, device)
-                mc = module.model_cfg
-                meta = {"model": mc["id"], "label": mc["label"], "family": mc["family"], "seed": None,
-                        "run": "", "params": 0, "train_s": 0.0, "train_peak_mb": float("nan")}
-            if run is not None and run.info.get("lightning_module") != "none":
-                meta["macs_g"] = count_macs(module, device) / 1e9
-            rows, eff, preds = score_method(name, module, context, device, L, cfg.border, list(cfg.optional_metrics))
-            for row in rows:
-                per_scene.append({**ident, **meta, **row})
-            summaries.append({**ident, **meta, **eff, "data_range_k": L, "n_test_scenes": len(rows),
-                              "rmse_run": float(np.mean([r["rmse"] for r in rows]))})
-            fig_key = tuple(ident.values())
-            best = figures[fig_key].get(meta["model"])
-            if best is None or summaries[-1]["rmse_run"] < best["rmse_run"]:
+        ident = {k: context.ident[k] for k in ("dataset", "store_hash", "variant", "split", "pairing")}
+        ident["context"] = context.ident["key"]
+        for method in tqdm(context.methods, desc=context.label, unit="method"):
+            try:
+                predictor, meta = _prepare(method, context, device, trusted, conf_dir)
+                rows, eff, preds = score_method(method.name, predictor, context, device, L, cfg.border,
+                                                list(cfg.optional_metrics))
+            except Exception as exc:  # noqa: BLE001 - reported, and the other methods keep their scores
+                reason = _describe(exc)
+                failed.append({"method": method.name, "run": str(method.run.path) if method.run else "",
+                               "context": context.label, "reason": reason})
+                log.warning("not scored: %s in %s: %s", method.name, context.label, reason,
+                            exc_info=user_error(exc) is None)
+                continue
+            per_scene += [{**ident, **meta, **row} for row in rows]
+            summary = {**ident, **meta, **eff, "data_range_k": L, "n_test_scenes": len(rows),
+                       "rmse_run": float(np.mean([r["rmse"] for r in rows]))}
+            summaries.append(summary)
+            best = figures.setdefault(ident["context"], {"ident": ident, "models": {}})["models"].get(meta["model"])
+            if best is None or summary["rmse_run"] < best["rmse_run"]:
                 first = context.specs[0]
                 ref = np.asarray(context.store.values[first.target, 0], dtype=np.float64)
                 ref[~np.asarray(context.store.observed[first.target, 0])] = np.nan
-                figures[fig_key][meta["model"]] = {"rmse_run": summaries[-1]["rmse_run"], "ref": ref,
-                                                   "pred": preds[rows[0]["date"]], "date": rows[0]["date"],
-                                                   "label": meta["label"]}
-            del module
+                figures[ident["context"]]["models"][meta["model"]] = {
+                    "rmse_run": summary["rmse_run"], "ref": ref, "pred": preds[rows[0]["date"]],
+                    "date": rows[0]["date"], "label": meta["label"]}
+    if not summaries:
+        raise DataError("evaluate: nothing could be scored: " + "; ".join(
+            f"{f['method']} ({f['context']}): {f['reason']}" for f in failed[:5]))
+    configs = {str(run.path): OmegaConf.to_container(run.cfg, resolve=False) for run in runs}
     return {"per_scene": pd.DataFrame(per_scene), "runs": pd.DataFrame(summaries), "figures": figures,
-            "skipped": skipped, "device": str(device)}
+            "skipped": skipped, "failed": failed, "notes": notes, "device": str(device), "configs": configs}
+
+
+def _prepare(method: Method, context: Context, device, trusted: list[str],
+             conf_dir: Path) -> tuple[ScenePredictor, dict]:
+    """The method's predictor and the leaderboard's bookkeeping columns for it."""
+    if method.run is not None:
+        run, info = method.run, method.run.info
+        predictor, model_cfg = restore_predictor(run, trusted, device)
+        meta = {"model": info["model"], "label": info["label"], "family": info["family"], "seed": info["seed"],
+                "recipe": info.get("recipe") or recipe_hash(run.cfg), "run": str(run.path),
+                "checkpoint": str(run.checkpoint or ""), "wandb_run_id": info.get("wandb_run_id") or "",
+                "params": info.get("params"), "train_s": info.get("wall_time_s"),
+                "train_peak_mb": info.get("peak_memory_mb") or float("nan")}
+        if model_cfg.get("lightning_module") != "none":
+            meta["macs_g"] = count_macs(predictor.net, device) / 1e9
+        return predictor, meta
+    predictor, model_cfg = baseline_predictor(baseline_config(method.baseline, conf_dir), context,
+                                              device, trusted)
+    meta = {"model": model_cfg["id"], "label": model_cfg["label"], "family": model_cfg["family"], "seed": None,
+            "recipe": recipe_hash({"model": model_cfg}), "run": "", "checkpoint": "", "wandb_run_id": "",
+            "params": 0, "train_s": 0.0, "train_peak_mb": float("nan")}
+    return predictor, meta

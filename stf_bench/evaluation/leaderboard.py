@@ -1,7 +1,8 @@
-"""The leaderboard: one row per (model, dataset, variant, split, pairing), mean ± std over seeds, in four formats.
+"""The leaderboard: one row per (evaluation context, model, recipe), mean ± std over seeds, in four formats.
 
-Each run is first reduced to its mean over test scenes; a row then aggregates runs that differ only by seed.
-Every file states the data range L and the mask policy, since SSIM and PSNR mean nothing without them.
+Each run is first reduced to its mean over test scenes; a row then aggregates runs whose context (store fingerprint,
+complete split, pairing) and recipe are identical, so they differ in the model seed alone. Every file states the
+data range L and the mask policy, since SSIM and PSNR mean nothing without them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stf_bench.evaluation.figures import rmse_bar_chart, save_comparison
+from stf_bench.figures import rmse_bar_chart, save_comparison
 
-GROUP = ["dataset", "variant", "split", "pairing", "model"]
+CONTEXT = ["context", "dataset", "store_hash", "variant", "split", "pairing"]
+GROUP = CONTEXT + ["model", "recipe"]
 METRICS = {"rmse": "RMSE [K]", "mae": "MAE [K]", "bias": "Bias [K]", "ubrmse": "ubRMSE [K]", "r": "r",
            "r2": "R² (can be < 0)", "ssim": "SSIM", "psnr": "PSNR [dB]", "edge": "EDGE", "lbp": "LBP",
            "skill": "Skill vs delta"}
@@ -41,7 +43,10 @@ def leaderboard_table(per_scene: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFra
         n_test_scenes=("n_test_scenes", "first"), data_range_k=("data_range_k", "first"))
     table = stats.join(eff).reset_index()
     table["name"] = [display_name(m, lab) for m, lab in zip(table["model"], table["label"])]
-    return table.sort_values(["dataset", "variant", "split", "pairing", "rmse_mean"]).reset_index(drop=True)
+    # one model trained with two recipes in one context: two rows, told apart by their recipe hash
+    twice = table.duplicated(["context", "model"], keep=False)
+    table.loc[twice, "name"] = table.loc[twice, "name"] + " · recipe " + table.loc[twice, "recipe"]
+    return table.sort_values(["dataset", "store_hash", "variant", "split", "pairing", "rmse_mean"]).reset_index(drop=True)
 
 
 def _fmt(mean: float, std: float, decimals: int) -> str:
@@ -53,8 +58,8 @@ def _fmt(mean: float, std: float, decimals: int) -> str:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns: 'mean ± std' strings and rounded efficiency figures."""
     shown = pd.DataFrame({"Model": table["name"], "Family": table["family"], "Source": table["label"],
-                          "Dataset": table["dataset"] + "/" + table["variant"], "Split": table["split"],
-                          "Pairing": table["pairing"], "Seeds": table["n_runs"]})
+                          "Dataset": table["dataset"], "Store": table["store_hash"], "Variant": table["variant"],
+                          "Split": table["split"], "Pairing": table["pairing"], "Seeds": table["n_runs"]})
     for key, title in METRICS.items():
         shown[title] = [_fmt(m, s, DECIMALS.get(key, 2)) for m, s in zip(table[f"{key}_mean"], table[f"{key}_std"])]
     shown["Params"] = [f"{int(p):,}" if pd.notna(p) else "n/a" for p in table["params"]]
@@ -65,7 +70,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def header_lines(table: pd.DataFrame, border: int, device: str) -> list[str]:
+def header_lines(table: pd.DataFrame, border: int, device: str, failed: list[dict] = ()) -> list[str]:
     ranges = ", ".join(f"{d}: L = {r:g} K" for d, r in table.groupby("dataset")["data_range_k"].first().items())
     scenes = ", ".join(f"{d}: {n}" for d, n in table.groupby("dataset")["n_test_scenes"].first().items())
     return [
@@ -74,16 +79,20 @@ def header_lines(table: pd.DataFrame, border: int, device: str) -> list[str]:
         + (f", minus a {border}-px border" if border else "") + ".",
         f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "
         f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference on {device}.",
+        "Rows pool only runs of one evaluation context (the store named by its hash, the complete split with its "
+        "seed, the pairing) and one recipe: they differ in the model seed alone.",
         "Models labelled (reconstructed) are our designs from the paper's abstract, not the published networks.",
-    ]
+    ] + [f"Not scored: {f['method']}" + (f" ({f['run']})" if f["run"] else "") + f" in {f['context']}: {f['reason']}"
+         for f in failed]
 
 
-def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.DataFrame, dict]:
-    """leaderboard.md/.csv/.tex/.html, per_scene.csv and figures/; returns the table and the figure images."""
+def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """leaderboard.md/.csv/.tex/.html, per_scene.csv and figures/; returns the numeric and the displayed table and
+    the figure images."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = leaderboard_table(result["per_scene"], result["runs"])
     shown = display_table(table)
-    header = header_lines(table, border, result["device"])
+    header = header_lines(table, border, result["device"], result.get("failed", []))
     result["per_scene"].to_csv(out_dir / "per_scene.csv", index=False)
     table.to_csv(out_dir / "leaderboard.csv", index=False)
     (out_dir / "leaderboard.md").write_text(
@@ -98,16 +107,17 @@ def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.Data
     images = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
-    for (dataset, variant, split, pairing), by_model in result["figures"].items():
-        stem = f"{dataset}_{variant}_{split}_{pairing}"
-        sub = table[(table.dataset == dataset) & (table.variant == variant) & (table.split == split)
-                    & (table.pairing == pairing)]
+    for context, entry in result["figures"].items():
+        ident, by_model = entry["ident"], entry["models"]
+        stem = f"{ident['dataset']}_{ident['variant']}_{ident['store_hash']}_{context}"
+        title = (f"{ident['dataset']} [{ident['store_hash']}] {ident['variant']}, split {ident['split']}, "
+                 f"pairing {ident['pairing']}")
+        sub = table[table.context == context]
         images[f"rmse_{stem}"] = rmse_bar_chart(fig_dir / f"rmse_{stem}.png", list(sub["name"]),
-                                                list(sub["rmse_mean"]), list(sub["rmse_std"]),
-                                                f"{dataset}/{variant}, split {split}, pairing {pairing}")
+                                                list(sub["rmse_mean"]), list(sub["rmse_std"]), title)
         first = next(iter(by_model.values()))
         preds = {display_name(m, f["label"]): f["pred"] for m, f in
                  sorted(by_model.items(), key=lambda kv: kv[1]["rmse_run"])}
         images[f"scene_{stem}"] = save_comparison(fig_dir / f"scene_{stem}.png", first["ref"], preds,
-                                                  f"{dataset}/{variant}, {first['date']}: best run of each model")
-    return shown, images
+                                                  f"{title}\n{first['date']}: best run of each model")
+    return table, shown, images

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
-from stf_bench.evaluation.tiling import IMAGE_KEYS
 from stf_bench.training.module import FusionModule
 
 
 class ClassicalModule(FusionModule):
-    """Denormalizes the sample's images, runs the method on the whole scene and returns Kelvin unchanged."""
-
-    def predict_kelvin(self, batch: dict) -> torch.Tensor:
-        kelvin = {k: (self.norm.to_kelvin(v.float()) if k in IMAGE_KEYS else v) for k, v in batch.items()}
-        return self.net(kelvin)
+    """Test-only: its predictor turns the sample back into Kelvin for the method (``lightning_module: none``)."""
 
     def configure_optimizers(self):
         return None

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError
 from stf_bench.evaluation.metrics import scene_metrics
-from stf_bench.evaluation.tiling import predict_scene
+from stf_bench.models.prediction import ScenePredictor
 from stf_bench.training.losses import CompositeLoss
 
 
@@ -30,6 +30,7 @@ class FusionModule(L.LightningModule):
         self.norm = AffineNorm.from_json(norm)
         self.net = instantiate(model_cfg["net"])
         self.net.norm = self.norm
+        self.predictor = ScenePredictor.from_model_cfg(self.net, self.norm, model_cfg)
         self._scores: list[dict] = []
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -40,10 +41,8 @@ class FusionModule(L.LightningModule):
         self.net.forward = torch.compile(self.net.forward)
 
     def predict_kelvin(self, batch: dict) -> torch.Tensor:
-        """Whole-scene prediction in K through the tiler (the model's size constraints honoured)."""
-        pred = predict_scene(self.net, batch, self.model_cfg.get("size_multiple") or 1,
-                             self.model_cfg.get("fixed_size"))
-        return self.norm.to_kelvin(pred.float())
+        """Whole-scene prediction in K from a normalized batch (the model's size constraints honoured)."""
+        return self.predictor.predict_normalized(batch)
 
     def _score(self, batch: dict) -> None:
         pred = self.predict_kelvin(batch).cpu().numpy()

@@ -22,26 +22,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from stf_bench.data.context import evaluation_context
 from stf_bench.data.gapfill import progressive_focal_mean
 from stf_bench.errors import ConfigError, DataError
 from stf_bench.models.param_table import inference_parameters
+from stf_bench.run_folder import RESOLVED_CONFIG, load_checkpoint_file, recipe_hash, write_run_json
 from stf_bench.training.module import finite_or_none
 from stf_bench.training.registry import LIGHTNING_MODULES, lightning_module_class
+from stf_bench.wandb_mode import wandb_mode_default
 
 log = logging.getLogger(__name__)
-RUN_JSON = "run.json"
-RESOLVED_CONFIG = "config_resolved.yaml"
-
-
-def wandb_mode_default() -> None:
-    """Offline unless the user configured a key; said once, never a hang on a missing network."""
-    if os.environ.get("WANDB_MODE"):
-        return
-    netrc = Path.home() / ".netrc"
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
-    if not has_key:
-        os.environ["WANDB_MODE"] = "offline"
-        log.info("W&B: no API key configured, logging offline (upload later with `wandb sync <run folder>/wandb`).")
 
 
 def check_model_config(cfg: DictConfig) -> None:
@@ -63,10 +53,12 @@ def check_model_config(cfg: DictConfig) -> None:
                           f"datamodule.patch_size={patch}. Use model.train.patch_size={fix}.")
 
 
-def dataset_id(datamodule) -> dict:
+def dataset_id(datamodule, cfg: DictConfig) -> dict:
+    """The run's data: store, split and pairing, with the evaluation context its scores belong to."""
     store = datamodule.store
+    context = evaluation_context(store.path, store.name, store.variant, cfg.split, cfg.pairing)
     return {"name": store.name, "variant": store.variant, "store": store.path.name,
-            "split": datamodule.split.name, "pairing": datamodule.pairing.name}
+            "split": datamodule.split.name, "pairing": datamodule.pairing.name, "context": context}
 
 
 def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, max_epochs: int | None) -> None:
@@ -99,16 +91,6 @@ def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, 
         net.load_pretrained(piece.name, state)
 
 
-def load_checkpoint_file(path: str | Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise DataError(f"checkpoint {path} does not exist: check the path.") from exc
-    except Exception as exc:  # torch raises several types for a damaged file
-        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). The file is corrupt or "
-                        f"truncated: use another checkpoint (e.g. last.ckpt) or retrain.") from exc
-
-
 def check_resume(ckpt_path: str, ids: dict, model_id: str) -> None:
     """A checkpoint must come from the same model and the same dataset store as this run."""
     ckpt = load_checkpoint_file(ckpt_path) if Path(ckpt_path).is_file() else None
@@ -123,12 +105,6 @@ def check_resume(ckpt_path: str, ids: dict, model_id: str) -> None:
         raise ConfigError(f"ckpt_path={ckpt_path} was trained on dataset {theirs.get('name')}/{theirs.get('store')}, "
                           f"this run uses {ids['name']}/{ids['store']}. Resume with the same dataset and "
                           f"preprocess options, or start a new run without ckpt_path.")
-
-
-def write_run_json(output_dir: Path, info: dict) -> None:
-    tmp = output_dir / f".{RUN_JSON}.part"
-    tmp.write_text(json.dumps(info, indent=1, default=str))
-    os.replace(tmp, output_dir / RUN_JSON)
 
 
 def quiet_libraries() -> None:
@@ -149,7 +125,7 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup()
-    ids = dataset_id(datamodule)
+    ids = dataset_id(datamodule, cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     module_cls = lightning_module_class(cfg.model.lightning_module)
     module = module_cls(model_cfg=model_cfg, norm=datamodule.norm.to_json(),
@@ -158,6 +134,7 @@ def train(cfg: DictConfig) -> float:
         "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
         "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
         "store": str(datamodule.store.path), "split": ids["split"], "pairing": ids["pairing"], "seed": cfg.seed,
+        "context": ids["context"], "recipe": recipe_hash(cfg),
         "params": inference_parameters(module.net), "params_target": cfg.model.get("params_target"),
         "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -231,7 +208,7 @@ def _log_prediction_images(loggers, module, datamodule) -> None:
     wandb_loggers = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
     if not wandb_loggers:
         return
-    from stf_bench.evaluation.figures import scene_panel
+    from stf_bench.figures import scene_panel
 
     sample = datamodule.scene_dataset("test")[0]
     batch = {k: (torch.from_numpy(v)[None] if isinstance(v, np.ndarray) and k != "meta" else v)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
+
 
 def check_refused(proc, *phrases: str) -> None:
     out = proc.stdout + proc.stderr
@@ -47,5 +49,17 @@ def test_truncated_checkpoint_in_a_copied_run_folder(cli, pipeline, tmp_path):
     best = copy / "checkpoints" / "best.ckpt"
     with open(best, "r+b") as f:
         f.truncate(best.stat().st_size // 3)
-    proc = cli("evaluate.py", f"runs={copy.parent}", "wandb.enabled=false", f"paths.data_dir={pipeline['data']}")
-    check_refused(proc, "DataError", f"checkpoint {best} cannot be read", "corrupt or truncated")
+    # alone it is refused ...
+    proc = cli("evaluate.py", f"runs={copy.parent}", "baselines=[]", "wandb.enabled=false",
+               f"paths.data_dir={pipeline['data']}")
+    check_refused(proc, "DataError", "nothing could be scored", f"checkpoint {best} cannot be read",
+                  "corrupt, truncated")
+    # ... and beside other methods it costs only itself: they are scored, it is listed with the reason
+    board = tmp_path / "board"
+    proc = cli("evaluate.py", f"runs={copy.parent}", "baselines=[persistence,delta]", "wandb.enabled=false",
+               f"paths.data_dir={pipeline['data']}", f"hydra.run.dir={board}")
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    assert f"not scored: edcstfn in synthetic_small" in out and f"checkpoint {best} cannot be read" in out
+    assert sorted(pd.read_csv(board / "leaderboard.csv")["model"]) == ["delta", "persistence"]
+    assert f"Not scored: edcstfn ({copy})" in (board / "leaderboard.md").read_text()

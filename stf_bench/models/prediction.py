@@ -1,4 +1,5 @@
-"""Whole-scene prediction through one tiler, whatever the model's size constraint.
+"""Whole-scene prediction: one tiler for every size constraint, and the network-plus-normalization predictor that
+validation, evaluation and the figures share (Kelvin in, Kelvin out).
 
 - No fixed size: reflect-pad to the model's size multiple and predict in one pass (as the official tests do; models
   with instance statistics, such as GAN-STFM's SwitchNorm, give different results when tiled).
@@ -8,8 +9,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from stf_bench.data.normalization import AffineNorm
 
 IMAGE_KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
 
@@ -74,3 +79,36 @@ def predict_scene(model, batch: dict, size_multiple: int = 1, fixed_size: int | 
             pred = model(tile)
             out[..., r0:r1, c0:c1] = pred[..., r0 - r:r1 - r, c0 - c:c1 - c]
     return out[..., :h, :w]
+
+
+@dataclass
+class ScenePredictor:
+    """A network with the normalization it was trained with and its size constraints.
+
+    Deep networks see normalized inputs and predict normalized values; classical methods (``kelvin_inputs``) work in
+    Kelvin on the whole scene. Either way the caller gives a batch in Kelvin and gets Kelvin back.
+    """
+
+    net: torch.nn.Module
+    norm: AffineNorm
+    size_multiple: int = 1
+    fixed_size: int | None = None
+    kelvin_inputs: bool = False
+
+    @classmethod
+    def from_model_cfg(cls, net: torch.nn.Module, norm: AffineNorm, model_cfg: dict) -> ScenePredictor:
+        return cls(net, norm, model_cfg.get("size_multiple") or 1, model_cfg.get("fixed_size"),
+                   model_cfg.get("lightning_module") == "none")
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        if self.kelvin_inputs:
+            return self.net(batch)
+        normalized = {k: (self.norm.from_kelvin(v) if k in IMAGE_KEYS else v) for k, v in batch.items()}
+        return self.predict_normalized(normalized)
+
+    def predict_normalized(self, batch: dict) -> torch.Tensor:
+        """Kelvin from a batch already in the network's normalized units (the datamodule's samples)."""
+        if self.kelvin_inputs:
+            return self.net({k: (self.norm.to_kelvin(v.float()) if k in IMAGE_KEYS else v) for k, v in batch.items()})
+        return self.norm.to_kelvin(predict_scene(self.net, batch, self.size_multiple, self.fixed_size).float())

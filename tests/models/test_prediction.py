@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stf_bench.evaluation.tiling import _inner, predict_scene, tile_offsets
+from stf_bench.models.prediction import _inner, predict_scene, tile_offsets
 
 
 def scene(h: int, w: int, seed: int = 0) -> dict:
