@@ -256,7 +256,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
     if not summaries:
         raise DataError("evaluate: nothing could be scored: " + "; ".join(
             f"{f['method']} ({f['context']}): {f['reason']}" for f in failed[:5]))
-    configs = {str(run.path): OmegaConf.to_container(run.cfg, resolve=False) for run in runs}
+    configs = {str(run.path): OmegaConf.to_container(run.cfg, resolve=True) for run in runs}
     return {"per_scene": pd.DataFrame(per_scene), "runs": pd.DataFrame(summaries), "figures": figures,
             "skipped": skipped, "failed": failed, "notes": notes, "device": str(device), "configs": configs}
 

@@ -22,8 +22,11 @@ TEXT = ["name", "model", "label", "family", "dataset", "store_hash", "variant", 
 
 def training_group(runs: pd.DataFrame, configs: dict[str, dict]) -> str | None:
     """The W&B group the scored training runs share (their sweep or experiment), if they share exactly one."""
-    groups = {((configs.get(run) or {}).get("logger") or {}).get("wandb", {}).get("group") for run in runs["run"]
-              if run}
+    def group(cfg: dict) -> str | None:
+        wandb_cfg = (cfg.get("logger") or {}).get("wandb") or {}
+        return wandb_cfg.get("group") or cfg.get("experiment_name")
+
+    groups = {group(configs.get(run) or {}) for run in runs["run"] if run}
     groups.discard(None)
     return groups.pop() if len(groups) == 1 else None
 

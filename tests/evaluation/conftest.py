@@ -54,3 +54,20 @@ def pipeline(tmp_path_factory, data_dir) -> dict:
         proc = run_cli(script, *overrides, cwd=root)
         assert proc.returncode == 0, f"{script}: {proc.stderr[-3000:]}"
     return {"root": root, "sweep": sweep, "leaderboard": board, "data": data_dir, "tiny": TINY}
+
+
+@pytest.fixture(scope="session")
+def classical(tmp_path_factory) -> dict:
+    """Test-only persistence runs: two random-split seeds, and a second 'site' under the same dataset name."""
+    root = tmp_path_factory.mktemp("contexts")
+    data = root / "data"
+    jobs = {"seed10": ["split=random", "split.seed=10"], "seed11": ["split=random", "split.seed=11"],
+            "site2": ["dataset.source.seed=1"]}
+    runs = {}
+    for name, extra in jobs.items():
+        folder = root / "runs" / name
+        proc = run_cli("train.py", "model=persistence", *TINY, *extra, "logger=csv", f"paths.data_dir={data}",
+                       f"hydra.run.dir={folder}", cwd=root)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = folder
+    return {"root": root, "data": data, "runs": runs}
