@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stf_bench.evaluation.figures import rmse_bar_chart, save_comparison
+from stf_bench.evaluation.metrics import SSIM_MIN_WEIGHT
 
 GROUP = ["dataset", "variant", "split", "pairing", "model"]
 METRICS = {"rmse": "RMSE [K]", "mae": "MAE [K]", "bias": "Bias [K]", "ubrmse": "ubRMSE [K]", "r": "r",
@@ -71,7 +72,8 @@ def header_lines(table: pd.DataFrame, border: int, device: str) -> list[str]:
     return [
         f"Data range for SSIM/PSNR (fixed per dataset): {ranges}.",
         f"Mask: observed (not gap-filled) target pixels with a finite prediction"
-        + (f", minus a {border}-px border" if border else "") + ".",
+        + (f", minus a {border}-px border" if border else "") + "; SSIM averages the window centres with at least "
+        f"{SSIM_MIN_WEIGHT:.0%} of their Gaussian weight on such pixels (per_scene.csv: ssim_centres; 0 means NaN).",
         f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "
         f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference on {device}.",
         "Models labelled (reconstructed) are our designs from the paper's abstract, not the published networks.",
