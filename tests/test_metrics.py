@@ -19,6 +19,7 @@ from stf_bench.evaluation.metrics import (
     lbp_metric,
     roberts_edge,
     scene_metrics,
+    SSIM_MIN_WEIGHT,
     scoring_mask,
     ssim,
     ssim_torch,
@@ -122,15 +123,49 @@ def test_ssim_matches_torchmetrics_map_on_interior_centres():
     assert ssim(pred, ref, L) == pytest.approx(float(full[0, 0, 5:-5, 5:-5].mean()), abs=1e-4)
 
 
+def test_sparse_masks_do_not_inflate_ssim():
+    """metrics.md: with 99 % of pixels missing SSIM is NaN or within 0.02 of the full value; a lone pixel never ≈ 1."""
+    ref = field((96, 96), seed=3)
+    pred = ndimage.gaussian_filter(ref, 2.0)  # a blurred prediction: the old rule read 0.77 full, 0.94 at 99 % missing
+    full = ssim(pred, ref, L)
+    for fraction in (0.5, 0.95, 0.99):
+        observed = np.random.default_rng(7).random(ref.shape) >= fraction
+        value = scene_metrics(pred, ref, observed, L)["ssim"]
+        assert math.isnan(value) or abs(value - full) <= 0.02, (fraction, value, full)
+    half = scene_metrics(pred, ref, np.random.default_rng(7).random(ref.shape) >= 0.5, L)
+    assert half["ssim_centres"] > 1000 and half["ssim"] == pytest.approx(full, abs=0.02)
+    lone = np.zeros(ref.shape, bool)
+    lone[48, 48] = True
+    m = scene_metrics(ref + 1.0, ref, lone, L)  # the old rule scored this 0.99999
+    assert math.isnan(m["ssim"]) and m["ssim_centres"] == 0 and m["rmse"] == pytest.approx(1.0)
+    assert math.isnan(ssim(ref + 1.0, ref, L, lone))
+
+
+def test_ssim_centres_need_half_the_window_weight():
+    """A 20×20 observed block: an edge centre holds 0.633 of the Gaussian weight, a corner 0.633² = 0.40 < 0.5."""
+    ref = field((40, 40))
+    block = np.zeros(ref.shape, bool)
+    block[10:30, 10:30] = True
+    m = scene_metrics(ref + 0.5, ref, block, L)
+    assert SSIM_MIN_WEIGHT == 0.5
+    assert m["ssim_centres"] == 400 - 4  # all block pixels but its four corners
+    assert m["n_pixels"] == 400
+
+
 def test_ssim_torch_batch_invariant_and_equal_to_numpy():
-    refs = [field(seed=s) for s in range(3)]
+    refs = [field(seed=s) for s in range(4)]
     preds = [r + np.random.default_rng(20 + s).normal(0.0, 1.0, r.shape) for s, r in enumerate(refs)]
     valid = [all_observed(r) for r in refs]
     valid[1][10:20, 5:30] = False  # a gap, handled identically by both implementations
+    valid[2] = np.random.default_rng(2).random(refs[2].shape) >= 0.6  # sparse: some centres below the min weight
+    valid[3] = np.random.default_rng(3).random(refs[3].shape) >= 0.99  # no centre qualifies: skipped
+    assert math.isnan(ssim(preds[3], refs[3], L, valid[3]))
     t = lambda arrs, dtype: torch.tensor(np.stack(arrs)[:, None], dtype=dtype)  # noqa: E731
     singles = [ssim(p, r, L, v) for p, r, v in zip(preds, refs, valid)]
     batch = ssim_torch(t(preds, torch.float32), t(refs, torch.float32), L, torch.tensor(np.stack(valid)[:, None]))
-    assert float(batch) == pytest.approx(np.mean(singles), abs=1e-4)  # float32 Kelvin
+    assert float(batch) == pytest.approx(np.mean(singles[:3]), abs=1e-4)  # float32 Kelvin
+    v3 = torch.tensor(valid[3][None, None])
+    assert math.isnan(float(ssim_torch(t(preds[3:], torch.float64), t(refs[3:], torch.float64), L, v3)))
     for i in range(3):
         v = torch.tensor(valid[i][None, None])
         one = ssim_torch(t(preds[i : i + 1], torch.float64), t(refs[i : i + 1], torch.float64), L, v)
@@ -255,6 +290,11 @@ def test_aggregate_pooled_rmse_over_scenes_of_different_sizes():
     assert agg["rmse_pooled"] == pytest.approx(math.sqrt((144 * 1 + 576 * 4) / 720))
     assert agg["bias_mean"] == pytest.approx(-0.5)
     assert agg["n_scenes"] == 2 and agg["n_pixels"] == 720 and agg["n_pred_nonfinite"] == 0
+    assert agg["ssim_centres"] == 2 * 2 + 14 * 14 and agg["n_scenes_without_ssim"] == 0  # (n - 10)² interior centres
+    lone = np.zeros(b.shape, bool)
+    lone[12, 12] = True
+    sparse = aggregate([sa, scene_metrics(b - 2.0, b, lone, L)])
+    assert sparse["n_scenes_without_ssim"] == 1 and math.isnan(sparse["ssim_mean"])  # NaN is shown, not skipped
     assert math.isnan(aggregate([sa])["rmse_std"])
     with pytest.raises(ValueError, match="scene 1"):
         aggregate([sa, scene_metrics(b, b, all_observed(b), L, optional=("ergas",))])

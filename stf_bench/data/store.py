@@ -1,8 +1,9 @@
 """The dataset store: ``data/<dataset>/<variant>-<hash>/`` with GeoTIFF pairs, masks, one stack and a manifest.
 
-Built in a temporary folder and renamed when complete, so a crash never leaves a half-written dataset. The folder
-name carries a hash of everything that determines its content, so the same config is a cache hit and a changed one
-builds anew beside it.
+Built in a temporary folder and renamed when complete, so a crash never leaves a half-written dataset (and a killed
+build's folder is removed by the next build). The folder name carries a hash of everything that determines its
+content, so the same config is a cache hit and a changed one builds anew beside it. A cache hit is verified first
+(sizes always, checksums once per store: store_safety.py); a damaged store is rebuilt.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +30,9 @@ from stf_bench.data.geotiff import write_geotiff
 from stf_bench.data.preprocess import Prepared
 from stf_bench.data.report import QUICKLOOK, quicklook
 from stf_bench.data.scene import Grid
+from stf_bench.data.store_safety import (check_free_space, disk_error, partial_dir, remove_stale_temp, store_problem,
+                                         write_stamp)
+from stf_bench.errors import DataError, StfBenchError
 
 log = logging.getLogger(__name__)
 
@@ -99,24 +102,43 @@ def build_dataset(dataset_cfg: DictConfig, preprocess_cfg: DictConfig, data_dir:
     source = instantiate(dataset_cfg.source)
     preprocess = instantiate(preprocess_cfg)  # a bad preprocess value fails before any reading
     final = store_path(Path(data_dir), dataset_cfg, preprocess_cfg, source)
-    if (final / MANIFEST).is_file() and not force:
-        log.info("cache hit: %s", final)
-        return DatasetStore(final), True
     workdir = final.parent
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    remove_stale_temp(workdir)
+    problem = None
+    if (final / MANIFEST).exists() and not force:
+        problem = store_problem(final, MANIFEST, _sha256)
+        if problem is None:
+            log.info("cache hit: %s", final)
+            return DatasetStore(final), True
+        log.warning("the store %s is damaged (%s): rebuilding it", final, problem)
+    tmp = need = None
     try:
+        workdir.mkdir(parents=True, exist_ok=True)
         prepared = preprocess(source.load(workdir))
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=workdir))
+        need = _estimated_bytes(prepared)
+        check_free_space(workdir, need)
+        tmp = partial_dir(workdir, final.name)
         _write(tmp, prepared, dataset_cfg, preprocess_cfg, source)
+        write_stamp(tmp, json.loads((tmp / MANIFEST).read_text())["checksums"])  # just hashed by _write
         _replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         with contextlib.suppress(OSError):
             workdir.rmdir()  # only when empty: bad input leaves no trace, other builds and raw exports stay
+        error = disk_error(exc, workdir, need)
+        if problem and isinstance(error or exc, StfBenchError):
+            raise DataError(f"{final} is damaged ({problem}) and rebuilding it failed: {error or exc}") from exc
+        if error is not None:
+            raise error from exc
         raise
     return DatasetStore(final), False
+
+
+def _estimated_bytes(prep: Prepared) -> int:
+    """Disk a store of `prep` takes at most: the three arrays plus the GeoTIFFs uncompressed."""
+    # per value of the (T, 2, H, W) stack: float32 + 2 bool .npy, and L/M float32 + Q uint8 GeoTIFF bands
+    return prep.values.size * (4 + 1 + 1 + 4 + 1)
 
 
 def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg: DictConfig, source) -> None:
@@ -155,6 +177,7 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
             for k, date in enumerate(prep.dates)
         ],
         "checksums": {name: _sha256(folder / name) for name in (VALUES, OBSERVED, FILLED)},
+        "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != MANIFEST},
         "code_version": _code_version(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stf_bench.evaluation.metrics import SSIM_MIN_WEIGHT
 from stf_bench.figures import rmse_bar_chart, save_comparison
 
 CONTEXT = ["context", "dataset", "store_hash", "variant", "split", "pairing"]
@@ -76,7 +77,8 @@ def header_lines(table: pd.DataFrame, border: int, device: str, failed: list[dic
     return [
         f"Data range for SSIM/PSNR (fixed per dataset): {ranges}.",
         f"Mask: observed (not gap-filled) target pixels with a finite prediction"
-        + (f", minus a {border}-px border" if border else "") + ".",
+        + (f", minus a {border}-px border" if border else "") + "; SSIM averages the window centres with at least "
+        f"{SSIM_MIN_WEIGHT:.0%} of their Gaussian weight on such pixels (per_scene.csv: ssim_centres; 0 means NaN).",
         f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "
         f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference on {device}.",
         "Rows pool only runs of one evaluation context (the store named by its hash, the complete split with its "

@@ -25,6 +25,9 @@ SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+# A window centre is scored only if valid pixels carry at least this share of its Gaussian weight: a window of a few
+# scattered pixels has no structure to compare and would score ≈ 1 on its luminance term alone (issue 8).
+SSIM_MIN_WEIGHT = 0.5
 # APA metrics (Zhu et al. 2022, RSE 274:113002), as in the authors' reference code (optimal_accuracy_metrics.pro).
 EDGE_TOP_FRACTION = 0.10
 APA_EPS = 1e-5
@@ -33,7 +36,7 @@ LBP_TOLERANCE_K = 0.2
 ERGAS_RATIO = 30.0 / 1000.0
 OPTIONAL_METRICS = ("psnr_scene_range", "ergas", "within_1k", "within_2k")
 # Per-scene counts that aggregate sums instead of averaging.
-_COUNT_KEYS = ("n_pixels", "n_pred_nonfinite", "sse")
+_COUNT_KEYS = ("n_pixels", "n_pred_nonfinite", "sse", "ssim_centres")
 
 
 def _image(name: str, a) -> np.ndarray:
@@ -109,7 +112,7 @@ def _check_data_range(data_range) -> float:
     return L
 
 
-def ssim(pred, ref, data_range: float, mask=None) -> float:
+def ssim(pred, ref, data_range: float, mask=None, min_weight: float = SSIM_MIN_WEIGHT) -> float:
     """Mean SSIM (Wang et al. 2004) with a Gaussian window σ = 1.5 (11×11), K1 = 0.01, K2 = 0.03, fixed range L.
 
     Border: the map is averaged over window centres whose whole 11×11 window lies inside the image (the (H-10)×(W-10)
@@ -119,9 +122,16 @@ def ssim(pred, ref, data_range: float, mask=None) -> float:
 
     Invalid pixels: local statistics use only pixels in `mask` (default: both finite), by normalised convolution
     (μ = G*(w·x) / G*w with population moments), so a gap neither enters a window nor is filled with invented
-    values; the map is averaged over centres in `mask`. On a fully valid image this is exactly the standard SSIM.
-    Returns NaN if no interior centre is valid. Not offset-invariant: pass Kelvin, as the leaderboard does.
+    values. The map is averaged over centres in `mask` whose window has at least `min_weight` of its Gaussian weight
+    on valid pixels (metrics.md), so sparse masks cannot inflate the score. On a fully valid image this is exactly the
+    standard SSIM. Returns NaN if no centre qualifies (`ssim_centres` of `scene_metrics` then reads 0).
+    Not offset-invariant: pass Kelvin, as the leaderboard does.
     """
+    return _ssim_and_centres(pred, ref, data_range, mask, min_weight)[0]
+
+
+def _ssim_and_centres(pred, ref, data_range, mask, min_weight) -> tuple[float, int]:
+    """`ssim` and the number of window centres it averaged."""
     pred, ref = _image("pred", pred), _image("ref", ref)
     L = _check_data_range(data_range)
     _check_ssim_shape(ref.shape)
@@ -132,9 +142,10 @@ def ssim(pred, ref, data_range: float, mask=None) -> float:
     x, y = np.where(valid, pred, 0.0), np.where(valid, ref, 0.0)
     gw = _local_mean_valid(w)
     r = SSIM_WINDOW // 2
-    centres = valid[r:-r, r:-r]
-    if not centres.any():
-        return float("nan")
+    centres = valid[r:-r, r:-r] & (gw >= min_weight)
+    n_centres = int(centres.sum())
+    if not n_centres:
+        return float("nan"), 0
     gw = np.where(centres, gw, 1.0)  # non-centres are discarded below; avoid 0/0 there
     mx, my = _local_mean_valid(w * x) / gw, _local_mean_valid(w * y) / gw
     vx = _local_mean_valid(w * x * x) / gw - mx * mx
@@ -142,15 +153,17 @@ def ssim(pred, ref, data_range: float, mask=None) -> float:
     cxy = _local_mean_valid(w * x * y) / gw - mx * my
     c1, c2 = (SSIM_K1 * L) ** 2, (SSIM_K2 * L) ** 2
     s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s[centres].mean())
+    return float(s[centres].mean()), n_centres
 
 
-def ssim_torch(pred: torch.Tensor, ref: torch.Tensor, data_range: float, valid: torch.Tensor | None = None):
+def ssim_torch(pred: torch.Tensor, ref: torch.Tensor, data_range: float, valid: torch.Tensor | None = None,
+               min_weight: float = SSIM_MIN_WEIGHT):
     """Batched SSIM for validation loops: the same definition as `ssim`, for (B,1,H,W) tensors, on any device.
 
-    Each image is scored on its own (mean over its valid interior centres), then images are averaged, so the value
-    does not depend on how a set of images is split into batches; images without a valid centre are skipped (NaN if
-    none has one). `valid` (bool, optional) restricts the pixels used, like `mask` in `ssim`.
+    Each image is scored on its own (mean over its qualifying interior centres: valid, with at least `min_weight` of
+    the window's Gaussian weight on valid pixels), then images are averaged, so the value does not depend on how a set
+    of images is split into batches; images without a qualifying centre are skipped (NaN if none has one). `valid`
+    (bool, optional) restricts the pixels used, like `mask` in `ssim`.
 
     SSIM's luminance term is not invariant to an offset: to reproduce the leaderboard value from normalised model
     outputs, convert both to Kelvin first (`norm.to_kelvin`) and pass `data_range_k`. Moments are computed after
@@ -177,14 +190,14 @@ def ssim_torch(pred: torch.Tensor, ref: torch.Tensor, data_range: float, valid: 
     stack = torch.cat([w, w * x, w * y, w * x * x, w * y * y, w * x * y])
     g = F.conv2d(F.conv2d(stack, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
     gw, sx, sy, sxx, syy, sxy = g.split(b)
+    r = SSIM_WINDOW // 2
+    cm = (ok[..., r:-r, r:-r] & (gw >= min_weight)).to(ref.dtype)
     gw = gw.clamp_min(1e-12)  # windows without valid pixels are never centres; keeps gradients finite
     mx, my = sx / gw, sy / gw
     vx, vy, cxy = sxx / gw - mx * mx, syy / gw - my * my, sxy / gw - mx * my
     mx, my = mx + centre, my + centre
     c1, c2 = (SSIM_K1 * L) ** 2, (SSIM_K2 * L) ** 2
     s = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    r = SSIM_WINDOW // 2
-    cm = ok[..., r:-r, r:-r].to(s.dtype)
     n_centres = cm.sum(dim=(1, 2, 3))
     per_image = (s * cm).sum(dim=(1, 2, 3)) / n_centres.clamp_min(1)
     return per_image[n_centres > 0].mean()
@@ -290,9 +303,10 @@ def scene_metrics(
 ) -> dict[str, float]:
     """All leaderboard columns for one scene (2-D arrays in Kelvin; `data_range` = the dataset's data_range_k).
 
-    Keys: rmse, mae, bias, ubrmse, r, r2, ssim, psnr, edge, lbp, skill, n_pixels, n_pred_nonfinite, sse, plus the
-    `optional` ones (OPTIONAL_METRICS). n_pixels = |Ω|; n_pred_nonfinite = pixels of Ω_eval where the prediction is
-    NaN/inf (reported, not hidden: the metrics then cover only the finite part). sse = Σe² lets `aggregate` pool RMSE.
+    Keys: rmse, mae, bias, ubrmse, r, r2, ssim, psnr, edge, lbp, skill, n_pixels, n_pred_nonfinite, sse,
+    ssim_centres, plus the `optional` ones (OPTIONAL_METRICS). n_pixels = |Ω|; n_pred_nonfinite = pixels of Ω_eval
+    where the prediction is NaN/inf (reported, not hidden: the metrics then cover only the finite part). sse = Σe²
+    lets `aggregate` pool RMSE. ssim_centres = the window centres SSIM averaged (0: too sparse a mask, SSIM is NaN).
     r2 is the coefficient of determination (can be negative). skill = 1 − RMSE_model / RMSE_delta with both RMSEs on
     Ω ∧ finite(delta_pred) (NaN without `delta_pred`). Optional: psnr_scene_range uses L = max − min of the reference
     over Ω; ergas = 100·(h/l)·RMSE/μ with μ the mean reference in K; within_1k/2k = % of pixels with |e| ≤ 1/2 K.
@@ -311,7 +325,8 @@ def scene_metrics(
     omega = scoring_mask(ref, pred, observed, border, region)
     n = int(omega.sum())
     out = {key: float("nan") for key in ("rmse", "mae", "bias", "ubrmse", "r", "r2", "ssim", "psnr", "edge", "lbp")}
-    out.update(skill=float("nan"), n_pixels=n, n_pred_nonfinite=int((omega_eval & ~omega).sum()), sse=0.0)
+    out.update(skill=float("nan"), n_pixels=n, n_pred_nonfinite=int((omega_eval & ~omega).sum()), sse=0.0,
+               ssim_centres=0)
     out.update({k: float("nan") for k in optional})
     if n == 0:
         return out
@@ -322,6 +337,7 @@ def scene_metrics(
     bias = float(np.mean(e))
     rmse = math.sqrt(sse / n)
     sst = float(np.sum((r - r.mean()) ** 2))
+    ssim_value, ssim_centres = _ssim_and_centres(pred, ref, L, omega, SSIM_MIN_WEIGHT)
     out.update(
         rmse=rmse,
         mae=float(np.mean(np.abs(e))),
@@ -329,7 +345,8 @@ def scene_metrics(
         ubrmse=math.sqrt(float(np.mean((e - bias) ** 2))),
         r=_pearson(p, r),
         r2=1.0 - sse / sst if sst > 0 else float("nan"),
-        ssim=ssim(pred, ref, L, omega),
+        ssim=ssim_value,
+        ssim_centres=ssim_centres,
         psnr=_ratio_db(L, rmse),
         edge=edge_metric(pred, ref, omega),
         lbp=lbp_metric(pred, ref, omega),
@@ -359,7 +376,8 @@ def scene_metrics(
 def aggregate(per_scene: list[dict]) -> dict[str, float]:
     """Leaderboard row from per-scene results: unweighted mean, median and std (ddof = 1) over scenes per metric.
 
-    Also rmse_pooled = √(Σ sse / Σ n) over all scored pixels, n_scenes, and the summed n_pixels / n_pred_nonfinite.
+    Also rmse_pooled = √(Σ sse / Σ n) over all scored pixels, n_scenes, the summed n_pixels / n_pred_nonfinite /
+    ssim_centres, and n_scenes_without_ssim (scenes whose mask is too sparse for SSIM, which is then NaN).
     No scene is dropped and NaN is not skipped: a NaN or inf in any scene shows in the aggregate. std is NaN for a
     single scene (a spread over one sample is undefined).
     """
@@ -386,4 +404,6 @@ def aggregate(per_scene: list[dict]) -> dict[str, float]:
     out["rmse_pooled"] = math.sqrt(sse_total / n_total) if n_total else float("nan")
     out["n_pixels"] = n_total
     out["n_pred_nonfinite"] = sum(int(row["n_pred_nonfinite"]) for row in per_scene)
+    out["ssim_centres"] = sum(int(row["ssim_centres"]) for row in per_scene)
+    out["n_scenes_without_ssim"] = sum(int(row["ssim_centres"]) == 0 for row in per_scene)
     return out

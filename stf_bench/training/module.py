@@ -62,7 +62,10 @@ class FusionModule(L.LightningModule):
         values = {}
         if self._scores:
             for key in ("rmse", "ssim", "bias"):
-                values[key] = float(np.mean([s[key] for s in self._scores]))
+                v = np.array([s[key] for s in self._scores], dtype=np.float64)
+                if key == "ssim" and np.isfinite(v).any():
+                    v = v[np.isfinite(v)]  # a scene too cloudy for SSIM (NaN, metrics.md) must not blank the epoch
+                values[key] = float(np.mean(v))
                 self.log(f"{stage}/{key}", values[key], prog_bar=key == "rmse", sync_dist=True)
             self._scores.clear()
         return values

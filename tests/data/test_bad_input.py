@@ -108,3 +108,14 @@ def test_wrapped_and_missing_values_are_user_errors(capsys):
 
     with pytest.raises(KeyError):
         bug()
+
+
+def test_a_data_folder_that_cannot_be_written_is_a_message(tmp_path):
+    (tmp_path / "data").write_text("a file where the data folder should be")
+    result = run_prepare(tmp=tmp_path)
+    message = " ".join(result.stderr.replace("│", " ").split())
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "DataError" in message and f"cannot write the dataset under {tmp_path / 'data'}/synthetic_small" in message
+    assert "paths.data_dir=<a writable folder>" in message
+    assert (tmp_path / "data").read_text() == "a file where the data folder should be"

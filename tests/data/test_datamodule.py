@@ -4,7 +4,10 @@ whole scenes for validation and test."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from data_fixtures import FINE_SHAPE, compose, dates, make_raw
 from stf_bench.data.datamodule import PatchDataset, STFDataModule, build_sample
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.data.samples import Pairing, SampleSpec
+from stf_bench.data.store import MANIFEST
 from stf_bench.errors import ConfigError
 
 DAYS = dates(8)  # chronological split: train 0-5, val 6, test 7
@@ -89,13 +93,21 @@ def test_normalization_comes_from_training_dates_only(raw, tmp_path):
     (saved,) = (dm.store.path / "normalization").glob("*.json")
     values = np.load(dm.store.path / "values.npy", mmap_mode="r+")
     values[TEST[0]] += 100.0  # a much hotter test date
-    values.flush()
-    shutil.rmtree(saved.parent)
+    reseal(dm.store.path, values, saved.parent)
     assert datamodule(raw, tmp_path).norm == dm.norm
     values[TRAIN[0], 0, 0, 0] = 250.0  # a colder training pixel
-    values.flush()
-    shutil.rmtree(saved.parent)
+    reseal(dm.store.path, values, saved.parent)
     assert datamodule(raw, tmp_path).norm.offset == 250.0
+
+
+def reseal(store: Path, values: np.memmap, norm_cache: Path) -> None:
+    """Record an in-place edit of values.npy in the manifest (a cache hit rebuilds a store that fails its checksum)
+    and drop the cached normalization."""
+    values.flush()
+    manifest = json.loads((store / MANIFEST).read_text())
+    manifest["checksums"]["values.npy"] = hashlib.sha256((store / "values.npy").read_bytes()).hexdigest()
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    shutil.rmtree(norm_cache)
 
 
 def test_whole_scenes_for_validation_and_test(dm):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +22,7 @@ import stf_bench
 import stf_bench.data.store as store_module
 from stf_bench.data.scene import Grid
 from stf_bench.data.store import MANIFEST, build_dataset
+from stf_bench.errors import DataError
 
 DAYS = dates(3)
 
@@ -113,3 +121,139 @@ def test_prepare_cli_builds_the_default_synthetic_small(tmp_path):
     manifest = json.loads((store / MANIFEST).read_text())
     assert len(manifest["dates"]) == 12 and manifest["grid"]["height"] == manifest["grid"]["width"] == 256
     assert leftovers(tmp_path / "data") == []
+
+
+# -- issue 9: a cache hit is verified; killed builds, umask, read-only and full disks ---------------------------------
+def test_a_flipped_byte_is_found_and_the_store_rebuilt(raw, tmp_path, caplog):
+    store, _ = build(raw, tmp_path)
+    good = np.array(store.values)
+    values = store.path / "values.npy"
+    with open(values, "r+b") as fh:  # one flipped byte in the data: 300 K became garbage, the size is unchanged
+        fh.seek(values.stat().st_size - 5)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    again, hit = build(raw, tmp_path)
+    assert not hit and "values.npy does not match its checksum in manifest.json" in caplog.text
+    assert "rebuilding it" in caplog.text
+    np.testing.assert_array_equal(again.values, good)
+    assert leftovers(tmp_path) == []
+
+
+def test_checksums_are_verified_once_per_store_and_sizes_on_every_hit(raw, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="stf_bench.data.store_safety")
+    store, _ = build(raw, tmp_path)
+    stamp = json.loads((store.path / "verified.json").read_text())
+    assert set(stamp) == set(store.manifest["checksums"])
+    assert set(store.manifest["files"]) >= {"values.npy", "quicklook.png", f"L_{DAYS[0]:%Y%m%d}.tif"}
+    time.sleep(0.02)
+    build(raw, tmp_path)  # a build in the same clock tick as its record is re-hashed once (git's racy-clean rule)
+    hashed, real = [], store_module._sha256
+    monkeypatch.setattr(store_module, "_sha256", lambda path: hashed.append(path.name) or real(path))
+    _, hit = build(raw, tmp_path)
+    assert hit and hashed == []  # recorded: later hits only compare sizes and mtimes
+    (store.path / "verified.json").unlink()
+    _, hit = build(raw, tmp_path)  # no record: every checksum is read once, and recorded again
+    assert hit and hashed == ["filled.npy", "observed.npy", "values.npy"]
+    assert "verified the checksums of filled.npy, observed.npy, values.npy" in caplog.text
+    assert (store.path / "verified.json").is_file()
+
+
+@pytest.mark.parametrize("damage", ["deleted L_*.tif", "truncated values.npy", "truncated manifest",
+                                    "store written before the manifest listed its files"])
+def test_a_damaged_store_is_rebuilt_with_a_message(raw, tmp_path, caplog, damage):
+    store, _ = build(raw, tmp_path)
+    tif = store.path / f"L_{DAYS[1]:%Y%m%d}.tif"
+    if damage == "deleted L_*.tif":
+        tif.unlink()
+        expected = f"L_{DAYS[1]:%Y%m%d}.tif is missing"
+    elif damage == "truncated values.npy":
+        os.truncate(store.path / "values.npy", 1000)
+        expected = "values.npy has 1000 bytes, the manifest says"
+    elif damage == "truncated manifest":
+        os.truncate(store.path / MANIFEST, 100)
+        expected = "manifest.json is unreadable (JSONDecodeError"
+    else:
+        manifest = json.loads((store.path / MANIFEST).read_text())
+        del manifest["files"]
+        (store.path / MANIFEST).write_text(json.dumps(manifest))
+        tif.unlink()
+        expected = f"L_{DAYS[1]:%Y%m%d}.tif is missing"
+    again, hit = build(raw, tmp_path)
+    assert not hit and f"the store {store.path} is damaged ({expected}" in caplog.text
+    assert tif.is_file() and again.values.shape == (3, 2, *FINE_SHAPE) and leftovers(tmp_path) == []
+    assert build(raw, tmp_path)[1]
+
+
+def test_a_damaged_store_that_cannot_be_rebuilt_is_refused_with_the_fix(raw, tmp_path, monkeypatch):
+    store, _ = build(raw, tmp_path)
+    os.truncate(store.path / MANIFEST, 100)
+    read_only_under(tmp_path, monkeypatch)
+    with pytest.raises(DataError, match=r"is damaged \(manifest.json is unreadable .*\) and rebuilding it failed: "
+                                        r"cannot write .*paths.data_dir=<a writable folder>"):
+        build(raw, tmp_path)
+
+
+def read_only_under(root, monkeypatch):
+    """Make `root` behave like a read-only mount for folder creation (the tests may run as root, so chmod won't)."""
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if str(path).startswith(str(root)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def test_stale_temp_folders_of_dead_builds_are_removed(raw, tmp_path, caplog):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    folder = tmp_path / "folder"
+    stale = [folder / f".stf_lst-0123456789.partial-{dead_pid}", folder / f".raw-0123456789.partial-{dead_pid}"]
+    live = folder / f".raw-9876543210.partial-{os.getppid()}"  # a build still running (our parent process)
+    for d in (*stale, live):
+        d.mkdir(parents=True)
+        (d / "values.npy").write_bytes(b"x" * 2_000_000)
+    build(raw, tmp_path)
+    assert not any(d.exists() for d in stale) and live.is_dir()
+    assert f"removed {stale[0]} (2 MB), left by build process {dead_pid}, which is no longer running" in caplog.text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_store_permissions_follow_the_umask(raw, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        store, _ = build(raw, tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((store.path / "values.npy").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_read_only_data_folder_is_a_message(raw, tmp_path, monkeypatch):
+    read_only_under(tmp_path, monkeypatch)
+    with pytest.raises(DataError, match=rf"cannot write the dataset under {tmp_path}/folder: Read-only file system"
+                                        r".*paths.data_dir=<a writable folder>"):
+        build(raw, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_is_a_message_and_leaves_nothing(raw, tmp_path, monkeypatch):
+    need_mb = round(3 * 2 * FINE_SHAPE[0] * FINE_SHAPE[1] * 11 / 1e6)  # T x 2 x H x W values, 11 bytes each on disk
+    free = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: free._replace(free=50_000))
+    with pytest.raises(DataError, match=rf"no space left under {tmp_path}/folder; this build needs about {need_mb} MB"
+                                        r" \(0 MB are free\).*paths.data_dir="):
+        build(raw, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module, "quicklook", disk_full)  # ENOSPC half-way through writing
+    with pytest.raises(DataError, match=rf"no space left under {tmp_path}/folder; this build needs about {need_mb} MB"
+                                        r" \(the disk filled up while writing\)"):
+        build(raw, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -37,3 +37,23 @@ def test_nan_loss_stops_the_run_with_the_fix(tiny, train_run, tmp_path):
     info = json.loads((tmp_path / "diverged" / "run.json").read_text())
     assert info["status"] == "failed"
     assert info["error"].startswith("FloatingPointError: the training loss became")
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\(\)`")
+def test_validation_ssim_skips_scenes_too_sparse_for_ssim():
+    """A cloudy validation scene has SSIM NaN (metrics.md); val/ssim (swinstfm's LR monitor) averages the others."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from stf_bench.training.classical import ClassicalModule
+
+    model_cfg = OmegaConf.to_container(OmegaConf.load("conf/model/persistence.yaml"))
+    model_cfg["net"]["coarse_block"] = 2
+    module = ClassicalModule(model_cfg=model_cfg, norm={"offset": 0.0, "scale": 1.0}, data_range_k=60.0,
+                             dataset_id={})
+    module._scores = [{"rmse": 1.0, "ssim": 0.8, "bias": 0.5, "n_pixels": 100},
+                      {"rmse": 3.0, "ssim": float("nan"), "bias": -0.5, "n_pixels": 3}]
+    values = module._log_scores("val")
+    assert values == {"rmse": 2.0, "ssim": 0.8, "bias": 0.0}
+    module._scores = [{"rmse": 1.0, "ssim": float("nan"), "bias": 0.0, "n_pixels": 3}]
+    assert np.isnan(module._log_scores("val")["ssim"])
