@@ -24,6 +24,7 @@ from stf_bench.data.normalization import AffineNorm
 from stf_bench.data.samples import make_samples
 from stf_bench.data.store import build_dataset
 from stf_bench.errors import DataError
+from stf_bench.evaluation.checks import check_evaluate_config
 from stf_bench.evaluation.efficiency import count_macs
 from stf_bench.evaluation.metrics import scene_metrics
 from stf_bench.evaluation.runs import Run, discover_runs, restore_module
@@ -118,6 +119,7 @@ def baseline_module(model_id: str, context: Context, conf_dir: Path, device) -> 
 
 def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
     """Score everything; returns per-scene rows, per-run summaries and figure inputs for the leaderboard writer."""
+    check_evaluate_config(cfg)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     patterns = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
