@@ -34,18 +34,20 @@ def modis_sphere_crs(crs: CRS) -> tuple[CRS, bool]:
     return MODIS_SINUSOIDAL, True
 
 
-def read_band(path: Path, band: int = 1, nodata: float | None = None) -> tuple[np.ndarray, Grid, float | None]:
+def read_band(path: Path, band: int = 1, nodata: float | None = None,
+              band_key: str = "dataset.source.fine_band") -> tuple[np.ndarray, Grid, float | None]:
     """Read one band as float32 with no-data (declared, else the file's tag, plus non-finite values) set to NaN.
 
-    Returns the array, its grid (MODIS sphere fixed) and the no-data value that was applied.
+    Returns the array, its grid (MODIS sphere fixed) and the no-data value that was applied. `band_key` is the
+    config key the band index came from, for the message when the file has fewer bands.
     """
     path = Path(path)
     try:
         with rasterio.open(path) as ds:
             if not 1 <= band <= ds.count:
                 raise DataError(
-                    f"{path}: band {band} requested but the file has {ds.count} band(s). "
-                    f"Set the band index (1-based) in the dataset config, e.g. dataset.source.fine_band=1."
+                    f"{path}: band {band} requested but the file has {ds.count} band(s) ({band_key}={band}). "
+                    f"Set {band_key} to the 1-based index of the LST band, from 1 to {ds.count}."
                 )
             if ds.crs is None:
                 raise DataError(

@@ -24,7 +24,8 @@ FINE, COARSE = 0, 1
 
 @dataclass
 class Prepared:
-    """All dates on one fine grid: values (T,2,H,W) float32 K with NaN, observed and filled masks (T,2,H,W)."""
+    """All dates on one fine grid: values (T,2,H,W) float32 K with NaN, observed and filled masks (T,2,H,W), and
+    per date the source's count of implausible values it dropped (`Scene.implausible`)."""
 
     dates: list
     grid: Grid
@@ -32,6 +33,7 @@ class Prepared:
     observed: np.ndarray
     filled: np.ndarray
     sources: list[tuple[str, str]]
+    implausible: list[dict]
 
 
 class Preprocessor:
@@ -84,7 +86,7 @@ class Preprocessor:
                     values[k, band] = progressive_focal_mean(values[k, band])
         filled = np.isfinite(values) & ~observed
         return Prepared([s.date for s in scenes], grid, values, observed, filled,
-                        [(s.fine_source, s.coarse_source) for s in scenes])
+                        [(s.fine_source, s.coarse_source) for s in scenes], [s.implausible for s in scenes])
 
 
 def _common_fine_grid(scenes: list[Scene]) -> Grid:

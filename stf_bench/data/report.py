@@ -6,21 +6,36 @@ from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
+
+from stf_bench.data.units import IMPLAUSIBLE_WARN
 
 QUICKLOOK = "quicklook.png"
 
 
 def summary_table(manifest: dict, path: Path, cache_hit: bool) -> Table:
-    """Dates with observed and filled fractions of each sensor."""
+    """Dates with observed and filled fractions of each sensor, and the values dropped as implausible per file."""
     title = f"{manifest['dataset']['name']} / {manifest['variant']}  ({'cache hit' if cache_hit else 'built'})"
     table = Table(title=title, caption=f"{path}\ngrid {manifest['grid']['height']}x{manifest['grid']['width']}, "
                                        f"values in K, NaN = no data")
-    for col in ("date", "fine valid", "fine filled", "coarse valid", "coarse filled"):
+    for col in ("date", "fine valid", "fine filled", "coarse valid", "coarse filled", "fine implausible",
+                "coarse implausible"):
         table.add_column(col, justify="right")
     for d in manifest["dates"]:
         table.add_row(d["date"], *(f"{100 * d[k]:.1f} %" for k in
-                                   ("fine_valid", "fine_filled", "coarse_valid", "coarse_filled")))
+                                   ("fine_valid", "fine_filled", "coarse_valid", "coarse_filled")),
+                      *(_implausible(d.get("implausible"), sensor) for sensor in ("fine", "coarse")))
     return table
+
+
+def _implausible(counts: dict | None, sensor: str) -> Text:
+    """The count of values the source dropped as outside the plausible LST range; red above 1 % of the file."""
+    if counts is None:  # a store built before the count was recorded
+        return Text("-")
+    n, fraction = counts[sensor], counts[f"{sensor}_fraction"]
+    if fraction > IMPLAUSIBLE_WARN:
+        return Text(f"{n} ({100 * fraction:.1f} %)", style="bold red")
+    return Text(str(n))
 
 
 def quicklook(path: Path, dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4) -> None:

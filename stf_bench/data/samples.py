@@ -25,9 +25,22 @@ class SampleSpec:
     refs: tuple[int, ...]
 
 
+def _number(key: str, value, example, integer: bool = False, below_one: bool = False):
+    """`value` of config key `key` as a non-negative number (an int if `integer`, < 1 if `below_one`), else a
+    ConfigError naming the key, the value and an `example`. Hydra passes a non-numeric override on as a string."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (below_one and value >= 1):
+        what = "a whole number" if integer else ("a fraction from 0 to below 1" if below_one else "a number >= 0")
+        raise ConfigError(f"{key}={value!r} is not {what}: set it like {key}={example}.")
+    return value
+
+
 class _Split:
     def __init__(self, name: str, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0):
-        self.name, self.val_fraction, self.test_fraction, self.seed = name, val_fraction, test_fraction, seed
+        self.name = name
+        self.val_fraction = _number("split.val_fraction", val_fraction, 0.15, below_one=True)
+        self.test_fraction = _number("split.test_fraction", test_fraction, 0.15, below_one=True)
+        self.seed = _number("split.seed", seed, 0, integer=True)
 
     def __call__(self, dates: list[dt.date]) -> dict[str, list[int]]:
         parts = self.assign(list(dates))
@@ -94,7 +107,7 @@ class LeaveYearOutSplit(_Split):
 
     def __init__(self, name: str, test_year: int | None = None, val_fraction: float = 0.15, seed: int = 0):
         super().__init__(name, val_fraction, 0.0, seed)
-        self.test_year = test_year
+        self.test_year = None if test_year is None else _number("split.test_year", test_year, 2020, integer=True)
 
     def assign(self, dates):
         year = self.test_year if self.test_year is not None else dates[-1].year
@@ -114,6 +127,8 @@ class Pairing:
             raise ConfigError(f"pairing.mode={mode!r}: use one of {', '.join(self.MODES)}.")
         if train_reference not in ("fixed", "random"):
             raise ConfigError(f"pairing.train_reference={train_reference!r}: use fixed or random.")
+        if max_gap_days is not None:
+            _number("pairing.max_gap_days", max_gap_days, 32)
         self.name, self.mode, self.max_gap_days, self.train_reference = name, mode, max_gap_days, train_reference
 
     @property

@@ -77,7 +77,9 @@ class Scene:
 
     Arrays are float32 Kelvin with NaN where there is no data. `*_valid` marks observed pixels; it starts as
     `isfinite` and stays the observed mask after gap filling, so scoring never counts a filled pixel.
-    `*_filled` marks pixels that preprocessing filled.
+    `*_filled` marks pixels that preprocessing filled. `implausible` counts the values the source dropped as outside
+    the plausible LST range (undeclared fill values), per sensor with the fraction of the file's pixels, so the
+    prepare table can show what was dropped.
     """
 
     date: dt.date
@@ -91,6 +93,8 @@ class Scene:
     coarse_valid: np.ndarray | None = None
     fine_filled: np.ndarray | None = None
     coarse_filled: np.ndarray | None = None
+    implausible: dict = field(default_factory=lambda: {"fine": 0, "coarse": 0, "fine_fraction": 0.0,
+                                                        "coarse_fraction": 0.0})
     units: str = field(default="K", init=False)
 
     def __post_init__(self) -> None:

@@ -173,6 +173,7 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
                 "fine_filled": float(prep.filled[k, 0].sum() / n),
                 "coarse_valid": float(prep.observed[k, 1].sum() / n),
                 "coarse_filled": float(prep.filled[k, 1].sum() / n),
+                "implausible": prep.implausible[k],
             }
             for k, date in enumerate(prep.dates)
         ],

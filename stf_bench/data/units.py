@@ -13,6 +13,7 @@ from stf_bench.errors import DataError
 
 KELVIN_OFFSET = 273.15
 PLAUSIBLE_K = (170.0, 370.0)
+IMPLAUSIBLE_WARN = 0.01  # fraction of a file's pixels outside PLAUSIBLE_K above which the user is warned
 _MEDIAN_RANGE = {"K": (180.0, 360.0), "C": (-90.0, 85.0)}
 
 

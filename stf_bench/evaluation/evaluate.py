@@ -27,6 +27,7 @@ from stf_bench.data.normalization import AffineNorm
 from stf_bench.data.samples import Pairing, make_samples
 from stf_bench.data.store import build_dataset
 from stf_bench.errors import ConfigError, DataError, user_error
+from stf_bench.evaluation.checks import check_device, check_evaluate_config
 from stf_bench.evaluation.efficiency import count_macs
 from stf_bench.evaluation.metrics import scene_metrics
 from stf_bench.models.prediction import ScenePredictor
@@ -184,15 +185,6 @@ def plan_contexts(runs: list[RunFolder], baselines: list[str], conf_dir: Path) -
     return list(contexts.values()), notes
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"evaluate: device={name!r} is not a device ({exc}). Use device=auto, cpu or cuda.") from exc
-
-
 def _describe(exc: BaseException) -> str:
     error = user_error(exc)
     return str(error) if error is not None else f"{type(exc).__name__}: {exc}"
@@ -200,7 +192,9 @@ def _describe(exc: BaseException) -> str:
 
 def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
     """Score everything; returns per-scene rows, per-run summaries, figure inputs and what could not be scored."""
-    device = _device(cfg.device)
+    check_device(cfg.device)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
     trusted = trusted_targets(cfg.trusted_targets)
     patterns = [cfg.runs] if isinstance(cfg.runs, str) else list(cfg.runs)
     runs, skipped = discover_runs(patterns)
@@ -213,6 +207,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                " (no run.json found: is this a stf_bench output folder?)")
             + ". Train first (python train.py ...) or point runs= at a folder of finished runs."
         )
+    check_evaluate_config(cfg, runs)
     contexts, notes = plan_contexts(runs, list(cfg.baselines), conf_dir)
     for note in notes:
         log.info(note)

@@ -61,8 +61,17 @@ def no_paired_dates(root):
                   f"coarse dates: {DAYS[1]}, {DAYS[2]}", "dataset.source.date_regex"]
 
 
+def duplicate_date(root):
+    """A re-export of one Landsat date 15 K warmer beside the first export."""
+    make_raw(root, DAYS)
+    first = root / "Landsat" / f"LC08_199027_{DAYS[1]:%Y%m%d}.tif"
+    write_tif(first.with_suffix(".tiff"), fine_c(1) + 15.0, UTM31N, FINE_TRANSFORM, nodata=0.0)
+    return root, [f"two different fine files for {DAYS[1]}: {first} and {first.with_suffix('.tiff')}",
+                  "median difference +15", "dataset.source.duplicates=first", "dataset.source.duplicates=mean"]
+
+
 @pytest.mark.parametrize("case", [missing_folder, no_matching_files, corrupt_geotiff, footprints_apart, all_no_data,
-                                  units_disagree, no_paired_dates], ids=lambda f: f.__name__)
+                                  units_disagree, no_paired_dates, duplicate_date], ids=lambda f: f.__name__)
 def test_bad_input_fails_cleanly(tmp_path, case):
     root, expected = case(tmp_path / "input")
     dataset = "dataset=stf_lst" if case is units_disagree else "dataset=folder"
@@ -119,3 +128,46 @@ def test_a_data_folder_that_cannot_be_written_is_a_message(tmp_path):
     assert "DataError" in message and f"cannot write the dataset under {tmp_path / 'data'}/synthetic_small" in message
     assert "paths.data_dir=<a writable folder>" in message
     assert (tmp_path / "data").read_text() == "a file where the data folder should be"
+
+
+def test_non_numeric_split_and_pairing_values():
+    from stf_bench.data.samples import ChronologicalSplit, LeaveYearOutSplit, Pairing, RandomSplit, SeasonalSplit
+    from stf_bench.errors import ConfigError
+
+    cases = [
+        (lambda: ChronologicalSplit("chronological", val_fraction="abc"),
+         r"split\.val_fraction='abc' is not a fraction"),
+        (lambda: RandomSplit("random", test_fraction=1.5), r"split\.test_fraction=1\.5 is not a fraction"),
+        (lambda: RandomSplit("random", seed="x"), r"split\.seed='x' is not a whole number: set it like split\.seed=0"),
+        (lambda: SeasonalSplit("seasonal", val_fraction="0,2"),
+         r"split\.val_fraction='0,2'.*split\.val_fraction=0\.15"),
+        (lambda: LeaveYearOutSplit("leave_year_out", test_year="last"),
+         r"split\.test_year='last' is not a whole number"),
+        (lambda: Pairing("previous", max_gap_days="abc"), r"pairing\.max_gap_days='abc' is not a number >= 0"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            make()
+
+
+def test_a_key_the_section_does_not_take_names_where_it_lives(capsys):
+    """`+datamodule.val_fraction=abc` (Hydra's own hint for a key it does not know) reaches the data module as an
+    unexpected keyword: the message names the key and the real one, split.val_fraction."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from stf_bench.errors import exit_on_user_error
+
+    @exit_on_user_error
+    def main(cfg):
+        instantiate(cfg.datamodule)
+
+    cfg = OmegaConf.create({"split": {"val_fraction": 0.15},
+                            "datamodule": {"_target_": "stf_bench.data.samples.Pairing", "name": "previous",
+                                           "val_fraction": "abc"}})
+    with pytest.raises(SystemExit) as exit_info:
+        main(cfg)
+    message = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    assert exit_info.value.code == 2
+    assert "datamodule.val_fraction is not a setting of stf_bench.data.samples.Pairing" in message
+    assert "The key val_fraction is split.val_fraction: set it there (e.g. split.val_fraction=<value>)" in message

@@ -13,7 +13,7 @@ from data_fixtures import (FINE_SHAPE, FINE_TRANSFORM, GEE_SINUSOIDAL, KELVIN, U
 from stf_bench.data.geotiff import MODIS_SINUSOIDAL
 from stf_bench.data.scene import Grid
 from stf_bench.data.sources.folder import FolderSource
-from stf_bench.errors import DataError
+from stf_bench.errors import ConfigError, DataError
 
 FINE_GRID = Grid.from_rasterio(UTM31N, FINE_TRANSFORM, *FINE_SHAPE)
 
@@ -144,11 +144,137 @@ def test_exclude_and_fingerprint(tmp_path):
     assert source.fingerprint() != before  # a new file is new input
 
 
-def test_missing_sub_folder_and_no_layout(tmp_path):
+def test_missing_sub_folder_is_named(tmp_path):
     make_raw(tmp_path / "raw", dates(1), skip_modis=dates(1))
-    with pytest.raises(DataError, match=r"no MODIS \(coarse\) files found: searched .*MODIS/<YYYY_MM_DD>\.tif"):
+    with pytest.raises(DataError, match=r"no MODIS \(coarse\) files found: searched .*MODIS/<YYYY_MM_DD>\.tif "
+                                        r"\(.*raw/MODIS/ does not exist\)"):
         FolderSource(tmp_path / "raw", layout="raw").load()
-    with pytest.raises(DataError, match=r"no known layout found"):
+    with pytest.raises(DataError, match=r"raw: found the folder Landsat/ but no MODIS/ folder.*put the MODIS files "
+                                        r"in .*raw/MODIS/"):
         FolderSource(tmp_path / "raw").load()
+    make_raw(tmp_path / "modis_only", dates(1), skip_landsat=dates(1))
+    with pytest.raises(DataError, match=r"modis_only: found the folder MODIS/ but no Landsat/ folder"):
+        FolderSource(tmp_path / "modis_only").load()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no known layout found"):
+        FolderSource(tmp_path / "empty").load()
     with pytest.raises(DataError, match=r"nowhere does not exist.*dataset\.source\.root"):
         FolderSource(tmp_path / "nowhere").load()
+
+
+def test_two_different_files_for_one_date_are_refused_unless_told(tmp_path, caplog):
+    days = dates(2)
+    make_paired(tmp_path, days)
+    reexport = fine_c(1) + KELVIN + 15.0  # the same date exported again, 15 K warmer, with a cloud
+    reexport[:10] = np.nan
+    write_tif(tmp_path / f"L_{days[1]:%Y%m%d}.tiff", reexport, UTM31N, FINE_TRANSFORM)
+    first, second = tmp_path / f"L_{days[1]:%Y%m%d}.tif", tmp_path / f"L_{days[1]:%Y%m%d}.tiff"
+    with pytest.raises(DataError, match=rf"two different fine files for {days[1]}: {first} and {second} \(median "
+                                        rf"difference \+15 .*dataset\.source\.duplicates=first .*=mean"):
+        FolderSource(tmp_path).load()
+    with caplog.at_level(logging.WARNING, logger="stf_bench.data.sources.folder"):
+        scenes = FolderSource(tmp_path, duplicates="first").load()
+    np.testing.assert_allclose(scenes[1].fine, fine_c(1) + KELVIN, atol=1e-4)
+    assert f"L_{days[1]:%Y%m%d}.tiff) ignored" in caplog.text
+    scenes = FolderSource(tmp_path, duplicates="mean").load()
+    np.testing.assert_allclose(scenes[1].fine[10:], fine_c(1)[10:] + KELVIN + 7.5, atol=1e-4)  # both valid
+    np.testing.assert_allclose(scenes[1].fine[:10], fine_c(1)[:10] + KELVIN, atol=1e-4)  # only the first
+    np.testing.assert_allclose(scenes[0].fine, fine_c(0) + KELVIN, atol=1e-4)  # a single file stays as it is
+    with pytest.raises(ConfigError, match=r"dataset\.source\.duplicates='last': use one of error, first, mean"):
+        FolderSource(tmp_path, duplicates="last")
+
+
+def test_identical_duplicates_pass_and_a_raw_path_row_reexport_is_a_duplicate(tmp_path):
+    days = dates(1)
+    make_raw(tmp_path, days)
+    landsat = tmp_path / "Landsat" / f"LC08_199027_{days[0]:%Y%m%d}.tif"
+    copy = landsat.with_suffix(".tiff")
+    copy.write_bytes(landsat.read_bytes())
+    (scene,) = stf_lst_source(tmp_path).load()  # the same values twice: not a mosaic, not a conflict
+    np.testing.assert_allclose(scene.fine, expected_fine_k(0), atol=1e-4)
+    write_tif(copy, fine_c(0) + 1.0, UTM31N, FINE_TRANSFORM)
+    with pytest.raises(DataError, match=rf"two different fine files for {days[0]}: {landsat} and {copy}"):
+        stf_lst_source(tmp_path).load()
+
+
+def test_implausible_values_are_counted_and_warned_about(tmp_path, caplog):
+    days = dates(2)
+    make_paired(tmp_path, days)
+    fine = fine_c(1) + KELVIN
+    fine[:10] = 9999.0  # an undeclared fill value on 10 of 66 rows: 15 %
+    fine[20, 20] = 1000.0
+    write_tif(tmp_path / f"L_{days[1]:%Y%m%d}.tif", fine, UTM31N, FINE_TRANSFORM)
+    with caplog.at_level(logging.WARNING, logger="stf_bench.data.sources.folder"):
+        scenes = FolderSource(tmp_path).load()
+    assert scenes[0].implausible == {"fine": 0, "coarse": 0, "fine_fraction": 0.0, "coarse_fraction": 0.0}
+    n = 10 * 66 + 1
+    assert scenes[1].implausible["fine"] == n and scenes[1].implausible["coarse"] == 0
+    assert scenes[1].implausible["fine_fraction"] == pytest.approx(n / 66**2)
+    assert np.isnan(scenes[1].fine[:10]).all() and np.isfinite(scenes[1].fine[10:]).sum() == 56 * 66 - 1
+    assert f"L_{days[1]:%Y%m%d}.tif: {n} pixels (15.2 %)" in caplog.text
+    assert "most often 9999" in caplog.text and "dataset.source.fine_nodata=9999" in caplog.text
+    assert f"L_{days[0]:%Y%m%d}" not in caplog.text
+
+
+def test_broken_symlink_is_skipped_with_a_warning(tmp_path, caplog):
+    days = dates(2)
+    make_paired(tmp_path, days)
+    link = tmp_path / "L_20300101.tif"
+    link.symlink_to(tmp_path / "moved_away.tif")
+    source = FolderSource(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="stf_bench.data.sources.folder"):
+        fingerprint = source.fingerprint()
+        scenes = source.load()
+    assert [s.date for s in scenes] == days
+    assert all(name != "L_20300101.tif" for name, *_ in fingerprint["files"])
+    assert caplog.text.count(f"{link}: broken symbolic link (its target {tmp_path / 'moved_away.tif'}") == 1
+
+
+def test_band_values_name_the_key(tmp_path):
+    make_raw(tmp_path, dates(1))
+    with pytest.raises(ConfigError, match=r"dataset\.source\.fine_band='abc' is not a band number.*"
+                                          r"dataset\.source\.fine_band=1"):
+        FolderSource(tmp_path, fine_band="abc")
+    with pytest.raises(ConfigError, match=r"dataset\.source\.coarse_band=0 is not a band number"):
+        FolderSource(tmp_path, coarse_band=0)
+    with pytest.raises(DataError, match=r"MODIS/.*\.tif: band 2 requested but the file has 1 band\(s\) "
+                                        r"\(dataset\.source\.coarse_band=2\)\. Set dataset\.source\.coarse_band to .* "
+                                        r"from 1 to 1"):
+        stf_lst_source(tmp_path, coarse_band=2).load()
+
+
+@pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
+def test_band_beyond_the_count_in_a_mosaic(tmp_path):
+    day = dates(1)[0]
+    for pathrow, shift in (("199027", 0), ("199028", 26)):
+        write_tif(tmp_path / "Landsat" / f"LC08_{pathrow}_{day:%Y%m%d}.tif", np.full((66, 40), 20.0), UTM31N,
+                  FINE_TRANSFORM @ Affine.translation(shift, 0))
+    ct, cshape = coarse_transform()
+    write_tif(tmp_path / "MODIS" / f"{day:%Y_%m_%d}.tif", coarse_c(0, cshape), GEE_SINUSOIDAL, ct)
+    with pytest.raises(DataError, match=r"LC08_199027_\d+\.tif: band 2 requested but the file has 1 band"):
+        stf_lst_source(tmp_path, fine_band=2).load()
+
+
+def test_implausible_count_reaches_the_manifest_and_the_prepare_table(tmp_path):
+    from data_fixtures import compose
+    from rich.console import Console
+
+    from stf_bench.data.report import summary_table
+    from stf_bench.data.store import build_dataset
+
+    days = dates(3)
+    make_paired(tmp_path / "in", days)
+    fine = fine_c(2) + KELVIN
+    fine[:10] = 9999.0
+    write_tif(tmp_path / "in" / f"L_{days[2]:%Y%m%d}.tif", fine, UTM31N, FINE_TRANSFORM)
+    cfg = compose("dataset=folder", f"dataset.source.root={tmp_path / 'in'}", "preprocess=nofill")
+    store, _ = build_dataset(cfg.dataset, cfg.preprocess, tmp_path / "data")
+    counts = [d["implausible"]["fine"] for d in store.manifest["dates"]]
+    assert counts == [0, 0, 660] and store.manifest["dates"][2]["implausible"]["coarse"] == 0
+    table = summary_table(store.manifest, store.path, False)
+    assert [cell.style for cell in table.columns[-2]._cells] == ["", "", "bold red"]  # the warning above 1 %
+    console = Console(record=True, width=200)
+    console.print(table)
+    rows = [line for line in console.export_text().splitlines() if line.lstrip("│ ").startswith("2020-")]
+    assert [r.replace("│", " ").split()[-2:] for r in rows[:2]] == [["0", "0"], ["0", "0"]]
+    assert rows[2].replace("│", " ").split()[-4:] == ["660", "(15.2", "%)", "0"]  # fine above 1 %, coarse clean
