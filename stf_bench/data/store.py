@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 import stf_bench
 from stf_bench.data.geotiff import write_geotiff
 from stf_bench.data.preprocess import Prepared
+from stf_bench.data.refill import cross_date_fill
 from stf_bench.data.report import QUICKLOOK, quicklook
 from stf_bench.data.scene import Grid
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: manifest records the cross-date fill (data/refill.py)
 MANIFEST = "manifest.json"
 VALUES, OBSERVED, FILLED = "values.npy", "observed.npy", "filled.npy"
 
@@ -138,6 +139,7 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
                     "coarse_block": dataset_cfg.coarse_block},
         "variant": preprocess_cfg.name,
         "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
+        "cross_date_fill": cross_date_fill(instantiate(preprocess_cfg), source),
         "source_fingerprint": source.fingerprint(),
         "units": "K",
         "nodata": "NaN",

@@ -45,11 +45,12 @@ class Context:
         samples, _ = make_samples(self.store.dates, instantiate(self.cfg.split), instantiate(self.cfg.pairing))
         self.specs = samples["test"]
 
-    def samples(self):
-        """Test samples as batches of one, in Kelvin (each run re-normalizes with its own statistics)."""
+    def samples(self, nan_inputs: bool = False):
+        """Test samples as batches of one, in Kelvin (each run re-normalizes with its own statistics); `nan_inputs`:
+        unobserved inputs stay NaN (classical methods, models.md fallback chain)."""
         from stf_bench.data.datamodule import SceneDataset
 
-        for sample in SceneDataset(self.store, KELVIN, self.specs):
+        for sample in SceneDataset(self.store, KELVIN, self.specs, nan_inputs):
             yield {k: (torch.from_numpy(v)[None] if k != "meta" else v) for k, v in sample.items()}
 
 
@@ -68,14 +69,17 @@ def score_method(name: str, module, context: Context, device, data_range: float,
                  optional: list[str]) -> tuple[list[dict], dict, dict]:
     """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
     rows, predictions, seconds = [], {}, []
-    for batch in tqdm(context.samples(), total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
+    nan_inputs = bool(module.model_cfg.get("nan_inputs"))
+    batches = zip(context.samples(), context.samples(True)) if nan_inputs else ((b, b) for b in context.samples())
+    for batch, inputs in tqdm(batches, total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
         ref = batch["fine_tgt"][0, 0].numpy().astype(np.float64)
         valid = batch["valid_tgt"][0, 0].numpy()
-        # F1 + (C2 - C1) in float32, the delta baseline's own arithmetic: its skill is exactly 0
+        # F1 + (C2 - C1) in float32 on the filled inputs, the delta baseline's arithmetic: its skill is 0 on gap-free
+        # inputs (on NaN inputs the baseline itself falls back to the coarse image)
         delta = (batch["fine_ref"] + (batch["coarse_tgt"] - batch["coarse_ref"]))[0, 0].numpy().astype(np.float64)
         started = time.perf_counter()
         with torch.no_grad():
-            pred = module.predict_kelvin(_normalize(batch, module.norm, device))
+            pred = module.predict_kelvin(_normalize(inputs, module.norm, device))
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
