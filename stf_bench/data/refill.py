@@ -23,8 +23,9 @@ FINE, COARSE = 0, 1
 def cross_date_fill(preprocessor, source) -> dict | None:
     """The manifest's record of the fine band's cross-date fill: reach in days and spatial fallback, or None.
 
-    Earth Engine's fill (`source.fine_temporal_fill_days`) and the variant's temporal fill are redone as one linear
-    interpolation over the longer reach: both use the nearest observation on each side within their reach.
+    Earth Engine's fill (`source.fine_temporal_fill_days`, both sides needed) and the variant's temporal fill (one side
+    is enough) are redone as one linear interpolation over the longer reach: both use the nearest observation on each
+    side within their reach.
     """
     reach = [getattr(source, "fine_temporal_fill_days", 0) or 0]
     fill = preprocessor.fill[FINE]
@@ -33,7 +34,8 @@ def cross_date_fill(preprocessor, source) -> dict | None:
     if not max(reach):
         return None
     focal = fill == "focal" or (fill == "temporal" and preprocessor.temporal_fallback == "focal")
-    return {"band": "fine", "max_days": float(max(reach)), "fallback": "focal" if focal else "none"}
+    return {"band": "fine", "max_days": float(max(reach)), "one_sided": fill == "temporal",
+            "fallback": "focal" if focal else "none"}
 
 
 class InputImages:
@@ -82,5 +84,5 @@ class InputImages:
                  if abs(self.days[k] - self.days[date]) <= reach and k not in exclude]
         observed = np.asarray(self.store.observed[dates, FINE])
         stack = np.where(observed, np.asarray(self.store.values[dates, FINE], dtype=np.float32), np.float32(np.nan))
-        image = temporal_linear(stack, self.days[dates], reach)[dates.index(date)]
+        image = temporal_linear(stack, self.days[dates], reach, self.fill["one_sided"])[dates.index(date)]
         return progressive_focal_mean(image) if self.fill["fallback"] == "focal" else image

@@ -70,16 +70,18 @@ def score_method(name: str, module, context: Context, device, data_range: float,
     """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
     rows, predictions, seconds = [], {}, []
     nan_inputs = bool(module.model_cfg.get("nan_inputs"))
-    batches = zip(context.samples(), context.samples(True)) if nan_inputs else ((b, b) for b in context.samples())
-    for batch, inputs in tqdm(batches, total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
+    batches = zip(context.samples(), context.samples(nan_inputs=True))
+    for filled, observed in tqdm(batches, total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
+        batch = observed if nan_inputs else filled
         ref = batch["fine_tgt"][0, 0].numpy().astype(np.float64)
         valid = batch["valid_tgt"][0, 0].numpy()
-        # F1 + (C2 - C1) in float32 on the filled inputs, the delta baseline's arithmetic: its skill is 0 on gap-free
-        # inputs (on NaN inputs the baseline itself falls back to the coarse image)
-        delta = (batch["fine_ref"] + (batch["coarse_tgt"] - batch["coarse_ref"]))[0, 0].numpy().astype(np.float64)
+        # F1 + (C2 - C1) in float32 on observed inputs (NaN elsewhere, so Skill counts the pixels where it is defined),
+        # the delta baseline's own arithmetic: its skill is exactly 0
+        delta = (observed["fine_ref"] + (observed["coarse_tgt"] - observed["coarse_ref"]))[0, 0].numpy()
+        delta = delta.astype(np.float64)
         started = time.perf_counter()
         with torch.no_grad():
-            pred = module.predict_kelvin(_normalize(inputs, module.norm, device))
+            pred = module.predict_kelvin(_normalize(batch, module.norm, device))
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)

@@ -116,7 +116,8 @@ def test_training_samples_never_see_heldout_fine_observations(raw, tmp_path, hot
 
 def test_refill_without_exclusions_reproduces_the_store(raw, tmp_path):
     dm = datamodule(raw, tmp_path)
-    assert dm.store.manifest["cross_date_fill"] == {"band": "fine", "max_days": 32.0, "fallback": "focal"}
+    assert dm.store.manifest["cross_date_fill"] == {"band": "fine", "max_days": 32.0, "one_sided": True,
+                                                    "fallback": "focal"}
     images = InputImages(dm.store)
     for k in range(len(DAYS)):
         np.testing.assert_array_equal(images._refill(k, frozenset()), dm.store.values[k, 0])
@@ -126,22 +127,26 @@ def test_refill_without_exclusions_reproduces_the_store(raw, tmp_path):
 
 
 def test_earth_engine_fill_is_a_gap_and_redone_without_the_excluded_date():
-    """Date 1's pixel (0, 0) was filled by Earth Engine (not observed) from date 2; excluding date 2, the local fill
-    takes date 0 only."""
-    values = np.full((3, 2, 1, 2), 300.0, np.float32)
-    values[:, 0, 0, 0] = [290.0, 295.0, 300.0]  # 295: Earth Engine's interpolation of dates 0 and 2
+    """Dates 10 days apart; date 1's pixel (0, 0) was filled by Earth Engine (not observed). Without date 2 the local
+    fill interpolates dates 0 and 3; without dates 2 and 3 there is no clear pixel after it, so (as Earth Engine) no
+    temporal value and the focal fallback takes its neighbour."""
+    values = np.full((4, 2, 1, 2), 300.0, np.float32)
+    values[:, 0, 0, 0] = [290.0, 299.0, 310.0, 302.0]  # 299: Earth Engine's value, not to be trusted
     observed = np.ones(values.shape, bool)
     observed[1, 0, 0, 0] = False
-    store = SimpleNamespace(values=values, observed=observed, dates=dates(3, step_days=10),
-                            manifest={"cross_date_fill": {"band": "fine", "max_days": 32.0, "fallback": "focal"}})
+    store = SimpleNamespace(values=values, observed=observed, dates=dates(4, step_days=10),
+                            manifest={"cross_date_fill": {"band": "fine", "max_days": 32.0, "one_sided": False,
+                                                          "fallback": "focal"}})
     images = InputImages(store)
-    assert images.fine(1, frozenset({2}))[0, 0] == 290.0
-    assert images.fine(1, frozenset())[0, 0] == 295.0  # nothing excluded: the store's value
+    assert images.fine(1, frozenset({2}))[0, 0] == pytest.approx(294.0)
+    assert images.fine(1, frozenset({2, 3}))[0, 0] == 300.0
+    assert images.fine(1, frozenset())[0, 0] == 299.0  # nothing excluded: the store's value
     with pytest.raises(ValueError, match="excluded"):
         images.fine(2, frozenset({2}))
     gee = SimpleNamespace(fine_temporal_fill_days=32.0)
     reproject = Preprocessor("reproject", fine_fill="focal", coarse_fill="focal")
-    assert cross_date_fill(reproject, gee) == {"band": "fine", "max_days": 32.0, "fallback": "focal"}
+    assert cross_date_fill(reproject, gee) == {"band": "fine", "max_days": 32.0, "one_sided": False,
+                                               "fallback": "focal"}
     assert cross_date_fill(Preprocessor("nofill"), gee)["fallback"] == "none"
     assert cross_date_fill(reproject, object()) is None  # spatial fill only: the store is read as it is
     assert cross_date_fill(Preprocessor("t", fine_fill="temporal", temporal_max_days=48), object())["max_days"] == 48
