@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from stf_bench.data.normalization import AffineNorm
+from stf_bench.data.refill import InputImages
 from stf_bench.data.samples import SampleSpec, make_samples
 from stf_bench.data.store import DatasetStore, build_dataset
 from stf_bench.errors import ConfigError
@@ -39,22 +40,31 @@ def _fill_nan(x: np.ndarray) -> np.ndarray:
 
 
 def build_sample(store: DatasetStore, norm: AffineNorm, spec: SampleSpec, window: tuple[slice, slice],
-                 refs: tuple[int, ...] | None = None) -> dict:
-    """One sample (normalized float32 arrays (1,h,w)) for `spec`, cut to `window` of the scene."""
+                 refs: tuple[int, ...] | None = None, exclude: frozenset[int] | None = None,
+                 images: InputImages | None = None) -> dict:
+    """One sample (normalized float32 arrays (1,h,w)) for `spec`, cut to `window` of the scene.
+
+    No input depends on the fine observation of a date in `exclude` (default: the target's own date; training
+    passes every non-training date). `images` carries the refill cache and the NaN-inputs choice of classical methods.
+    """
     rows, cols = window
     refs = spec.refs if refs is None else refs
-    values, observed = store.values, store.observed
-    target = np.asarray(values[spec.target, :, rows, cols], dtype=np.float32)
-    valid = np.asarray(observed[spec.target, FINE, rows, cols]) & np.isfinite(target[FINE])
+    exclude = frozenset({spec.target}) if exclude is None else frozenset(exclude)
+    images = InputImages(store) if images is None else images
+    prepare = (lambda x: x) if images.nan_inputs else _fill_nan
+    if spec.target in exclude:
+        fine = np.asarray(store.values[spec.target, FINE, rows, cols], dtype=np.float32)
+    else:  # a training target: its filled pixels may not come from held-out dates either
+        fine = images.image(spec.target, FINE, exclude, window)
+    valid = np.asarray(store.observed[spec.target, FINE, rows, cols]) & np.isfinite(fine)
     sample = {
-        "coarse_tgt": _fill_nan(norm.from_kelvin(target[COARSE]))[None],
-        "fine_tgt": np.nan_to_num(norm.from_kelvin(target[FINE]), nan=0.0)[None],
+        "coarse_tgt": prepare(norm.from_kelvin(images.image(spec.target, COARSE, exclude, window)))[None],
+        "fine_tgt": np.nan_to_num(norm.from_kelvin(fine), nan=0.0)[None],
         "valid_tgt": valid[None],
     }
     for (fine_key, coarse_key), ref in zip(REF_KEYS, refs):
-        pair = np.asarray(values[ref, :, rows, cols], dtype=np.float32)
-        sample[fine_key] = _fill_nan(norm.from_kelvin(pair[FINE]))[None]
-        sample[coarse_key] = _fill_nan(norm.from_kelvin(pair[COARSE]))[None]
+        sample[fine_key] = prepare(norm.from_kelvin(images.image(ref, FINE, exclude, window)))[None]
+        sample[coarse_key] = prepare(norm.from_kelvin(images.image(ref, COARSE, exclude, window)))[None]
     dates = store.dates
     sample["meta"] = {
         "dates": ",".join(dates[i].isoformat() for i in (spec.target, *refs)),
@@ -64,10 +74,14 @@ def build_sample(store: DatasetStore, norm: AffineNorm, spec: SampleSpec, window
 
 
 class PatchDataset(Dataset):
-    """`length` random patches per epoch with flips/rot90; optionally a random other training date as reference."""
+    """`length` random patches per epoch with flips/rot90; optionally a random other training date as reference.
+
+    No input or target depends on the fine observation of a non-training date (their cross-date fills are redone).
+    """
 
     def __init__(self, store: DatasetStore, norm: AffineNorm, specs: list[SampleSpec], patch_size: int, length: int,
-                 augment: bool, random_reference: bool, train_dates: list[int]) -> None:
+                 augment: bool, random_reference: bool, train_dates: list[int],
+                 images: InputImages | None = None) -> None:
         h, w = store.grid.shape
         if patch_size > min(h, w):
             raise ConfigError(
@@ -77,6 +91,8 @@ class PatchDataset(Dataset):
         self.store, self.norm, self.specs = store, norm, specs
         self.patch, self.length, self.augment = patch_size, length, augment
         self.random_reference, self.train_dates = random_reference, train_dates
+        self.exclude = frozenset(range(len(store.dates))) - frozenset(train_dates)
+        self.images = InputImages(store) if images is None else images
 
     def __len__(self) -> int:
         return self.length
@@ -91,7 +107,8 @@ class PatchDataset(Dataset):
             refs = tuple(sorted(int(r) for r in picks))  # earlier first, as SampleSpec promises
         h, w = self.store.grid.shape
         r, c = gen.integers(0, h - self.patch + 1), gen.integers(0, w - self.patch + 1)
-        sample = build_sample(self.store, self.norm, spec, (slice(r, r + self.patch), slice(c, c + self.patch)), refs)
+        sample = build_sample(self.store, self.norm, spec, (slice(r, r + self.patch), slice(c, c + self.patch)), refs,
+                              self.exclude, self.images)
         if self.augment:
             k, flip = int(gen.integers(4)), bool(gen.integers(2))
             for key, arr in sample.items():
@@ -102,16 +119,19 @@ class PatchDataset(Dataset):
 
 
 class SceneDataset(Dataset):
-    """Whole scenes, one per sample spec (validation, test, evaluation)."""
+    """Whole scenes, one per sample spec (validation, test, evaluation); no input depends on the target's fine
+    observation. `nan_inputs`: NaN where an input is unobserved, for methods with their own fallback (classical)."""
 
-    def __init__(self, store: DatasetStore, norm: AffineNorm, specs: list[SampleSpec]) -> None:
+    def __init__(self, store: DatasetStore, norm: AffineNorm, specs: list[SampleSpec],
+                 nan_inputs: bool = False) -> None:
         self.store, self.norm, self.specs = store, norm, specs
+        self.images = InputImages(store, nan_inputs)
 
     def __len__(self) -> int:
         return len(self.specs)
 
     def __getitem__(self, index: int) -> dict:
-        return build_sample(self.store, self.norm, self.specs[index], (slice(None), slice(None)))
+        return build_sample(self.store, self.norm, self.specs[index], (slice(None), slice(None)), images=self.images)
 
 
 class STFDataModule(L.LightningDataModule):
@@ -119,12 +139,13 @@ class STFDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: DictConfig, preprocess: DictConfig, split: DictConfig, pairing: DictConfig,
                  data_dir: str, patch_size: int, batch_size: int, patches_per_epoch: int = 512,
-                 num_workers: int = 0, augment: bool = True, min_refs: int = 1) -> None:
+                 num_workers: int = 0, augment: bool = True, min_refs: int = 1, nan_inputs: bool = False) -> None:
         super().__init__()
         self.dataset_cfg, self.preprocess_cfg = dataset, preprocess
         self.split, self.pairing = instantiate(split), instantiate(pairing)
         self.data_dir, self.patch_size, self.batch_size = data_dir, patch_size, batch_size
         self.patches_per_epoch, self.num_workers, self.augment = patches_per_epoch, num_workers, augment
+        self.nan_inputs = nan_inputs
         if min_refs > self.pairing.n_refs:
             raise ConfigError(
                 f"the model needs {min_refs} reference pairs but pairing={self.pairing.name} gives "
@@ -140,6 +161,7 @@ class STFDataModule(L.LightningDataModule):
         if self.store is not None:
             return
         self.store, _ = build_dataset(self.dataset_cfg, self.preprocess_cfg, self.data_dir)
+        self.images = InputImages(self.store)
         self.samples, self.split_info = make_samples(self.store.dates, self.split, self.pairing)
         fitted = self._fit_norm()
         self.norm = self.norm or fitted  # a norm restored from a checkpoint wins
@@ -152,7 +174,9 @@ class STFDataModule(L.LightningDataModule):
         path = Path(self.store.path) / "normalization" / f"{hashlib.sha256(key.encode()).hexdigest()[:10]}.json"
         if path.is_file() and json.loads(path.read_text())["key"] == key:
             return AffineNorm.from_json(json.loads(path.read_text())["norm"])
-        norm = AffineNorm.fit_minmax(self.store.values[i] for i in train)
+        exclude = frozenset(range(len(self.store.dates))) - frozenset(train)
+        norm = AffineNorm.fit_minmax(a for i in train for a in (self.images.fine(i, exclude),
+                                                                self.store.values[i, COARSE]))
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.part")  # parallel sweep jobs may fit the same split at once
         tmp.write_text(json.dumps({"key": key, "norm": norm.to_json()}))
@@ -165,12 +189,12 @@ class STFDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = PatchDataset(self.store, self.norm, self.samples["train"], self.patch_size, self.patches_per_epoch,
-                               self.augment, self.pairing.train_reference == "random", self.train_dates)
+                               self.augment, self.pairing.train_reference == "random", self.train_dates, self.images)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, drop_last=True)
 
     def scene_dataset(self, split: str) -> SceneDataset:
-        return SceneDataset(self.store, self.norm, self.samples[split])
+        return SceneDataset(self.store, self.norm, self.samples[split], self.nan_inputs)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.scene_dataset("val"), batch_size=1, num_workers=self.num_workers)

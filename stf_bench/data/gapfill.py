@@ -56,10 +56,11 @@ def progressive_focal_mean_direct(image: np.ndarray, initial_size: int = 3) -> n
     return out.astype(image.dtype, copy=False)
 
 
-def temporal_linear(stack: np.ndarray, days: np.ndarray, max_days: float) -> np.ndarray:
+def temporal_linear(stack: np.ndarray, days: np.ndarray, max_days: float, one_sided: bool = True) -> np.ndarray:
     """Fill each gap by linear interpolation in time between the pixel's nearest observations within `max_days`.
 
-    With an observation on one side only (within `max_days`), that value is used. `stack` is (T, H, W) with NaN gaps
+    With an observation on one side only (within `max_days`), that value is used if `one_sided` (else the gap stays,
+    as in the Earth Engine recipe). `stack` is (T, H, W) with NaN gaps
     and `days` the acquisition day numbers (sorted). Pixels with no observation in reach stay NaN.
     """
     stack = np.asarray(stack, dtype=np.float32)
@@ -86,7 +87,8 @@ def temporal_linear(stack: np.ndarray, days: np.ndarray, max_days: float) -> np.
                         / np.maximum(days[np.clip(n, 0, t - 1)] - days[np.clip(p, 0, t - 1)], 1e-9), 0.0)
         value = np.full(rows.shape, np.nan, np.float32)
         value[both] = (vp + frac * (vn - vp))[both]
-        value[has_p & ~has_n] = vp[has_p & ~has_n]
-        value[has_n & ~has_p] = vn[has_n & ~has_p]
+        if one_sided:
+            value[has_p & ~has_n] = vp[has_p & ~has_n]
+            value[has_n & ~has_p] = vn[has_n & ~has_p]
         out[k, rows, cols] = value
     return out

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 import stf_bench
 from stf_bench.data.geotiff import write_geotiff
 from stf_bench.data.preprocess import Prepared
+from stf_bench.data.refill import cross_date_fill
 from stf_bench.data.report import QUICKLOOK, quicklook
 from stf_bench.data.scene import Grid
 from stf_bench.data.store_safety import (check_free_space, disk_error, partial_dir, remove_stale_temp, store_problem,
@@ -36,7 +37,7 @@ from stf_bench.errors import DataError, StfBenchError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: manifest records the cross-date fill (data/refill.py)
 MANIFEST = "manifest.json"
 VALUES, OBSERVED, FILLED = "values.npy", "observed.npy", "filled.npy"
 
@@ -160,6 +161,7 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
                     "coarse_block": dataset_cfg.coarse_block},
         "variant": preprocess_cfg.name,
         "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
+        "cross_date_fill": cross_date_fill(instantiate(preprocess_cfg), source),
         "source_fingerprint": source.fingerprint(),
         "units": "K",
         "nodata": "NaN",

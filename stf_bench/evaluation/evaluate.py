@@ -106,9 +106,10 @@ class Context:
         for date, reason in info["skipped"]["test"]:
             log.warning("%s: test date %s cannot be paired (%s): not scored", self.label, date, reason)
 
-    def samples(self):
-        """Test samples as batches of one, in Kelvin (each method normalizes as it was trained)."""
-        for sample in SceneDataset(self.store, KELVIN, self.specs):
+    def samples(self, nan_inputs: bool = False):
+        """Test samples as batches of one, in Kelvin (each method normalizes as it was trained); `nan_inputs`:
+        unobserved inputs stay NaN (classical methods, models.md fallback chain)."""
+        for sample in SceneDataset(self.store, KELVIN, self.specs, nan_inputs):
             yield {k: (torch.from_numpy(v)[None] if k != "meta" else v) for k, v in sample.items()}
 
 
@@ -116,11 +117,15 @@ def score_method(name: str, predictor: ScenePredictor, context: Context, device,
                  optional: list[str]) -> tuple[list[dict], dict, dict]:
     """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
     rows, predictions, seconds = [], {}, []
-    for batch in tqdm(context.samples(), total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
+    batches = zip(context.samples(), context.samples(nan_inputs=True))
+    for filled, observed in tqdm(batches, total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
+        batch = observed if predictor.nan_inputs else filled
         ref = batch["fine_tgt"][0, 0].numpy().astype(np.float64)
         valid = batch["valid_tgt"][0, 0].numpy()
-        # F1 + (C2 - C1) in float32, the delta baseline's own arithmetic: its skill is exactly 0
-        delta = (batch["fine_ref"] + (batch["coarse_tgt"] - batch["coarse_ref"]))[0, 0].numpy().astype(np.float64)
+        # F1 + (C2 - C1) in float32 on observed inputs (NaN elsewhere, so Skill counts the pixels where it is defined),
+        # the delta baseline's own arithmetic: its skill is exactly 0
+        delta = (observed["fine_ref"] + (observed["coarse_tgt"] - observed["coarse_ref"]))[0, 0].numpy()
+        delta = delta.astype(np.float64)
         inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "fine_tgt"}
         started = time.perf_counter()
         pred = predictor(inputs)

@@ -86,7 +86,8 @@ class ScenePredictor:
     """A network with the normalization it was trained with and its size constraints.
 
     Deep networks see normalized inputs and predict normalized values; classical methods (``kelvin_inputs``) work in
-    Kelvin on the whole scene. Either way the caller gives a batch in Kelvin and gets Kelvin back.
+    Kelvin on the whole scene. Either way the caller gives a batch in Kelvin and gets Kelvin back. ``nan_inputs``:
+    the method wants unobserved input pixels as NaN (its own fallback chain) rather than gap-filled.
     """
 
     net: torch.nn.Module
@@ -94,11 +95,12 @@ class ScenePredictor:
     size_multiple: int = 1
     fixed_size: int | None = None
     kelvin_inputs: bool = False
+    nan_inputs: bool = False
 
     @classmethod
     def from_model_cfg(cls, net: torch.nn.Module, norm: AffineNorm, model_cfg: dict) -> ScenePredictor:
         return cls(net, norm, model_cfg.get("size_multiple") or 1, model_cfg.get("fixed_size"),
-                   model_cfg.get("lightning_module") == "none")
+                   model_cfg.get("lightning_module") == "none", bool(model_cfg.get("nan_inputs")))
 
     @torch.no_grad()
     def __call__(self, batch: dict) -> torch.Tensor:

@@ -325,6 +325,7 @@ class GeeSource:
         if fill is not None and float(fill) < 0:
             raise ConfigError(f"dataset.source.landsat_temporal_fill_days={fill} must be >= 0 (0 or null = off).")
         self.fill_days = float(fill) if fill else 0.0
+        self.fine_temporal_fill_days = self.fill_days  # a cross-date fill the store redoes locally (data/refill.py)
         self.fine_crs, self.fine_grid = snapped_grid(fine_grid, "fine_grid", self.region)
         self.coarse_crs, self.coarse_grid = snapped_grid(coarse_grid, "coarse_grid", self.region)
         self.download = download_spec(download)
