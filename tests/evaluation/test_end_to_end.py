@@ -31,7 +31,7 @@ def test_leaderboard_files(pipeline):
     table = pd.read_csv(board / "leaderboard.csv")
     assert set(table["model"]) == METHODS and len(table) == 4
     assert (table[["dataset", "variant", "split", "pairing"]].drop_duplicates().values.tolist()
-            == [["synthetic_small", "stf_lst", "chronological", "previous"]])
+            == [["synthetic_small", "reproject", "chronological", "previous"]])
     rows = table.set_index("model")
     assert rows.loc["edcstfn", "n_runs"] == 2 and np.isfinite(rows.loc["edcstfn", "rmse_std"])
     assert (rows.loc[["persistence", "coarse", "delta"], "n_runs"] == 1).all()
@@ -46,7 +46,7 @@ def test_leaderboard_files(pipeline):
     tex, html = (board / "leaderboard.tex").read_text(), (board / "leaderboard.html").read_text()
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "L = 60 K" in tex
     assert html.count("</tr>") == 1 + 4 and "L = 60 K" in html
-    stem = "synthetic_small_stf_lst_chronological_previous"
+    stem = "synthetic_small_reproject_chronological_previous"
     for name in (f"rmse_{stem}.png", f"scene_{stem}.png"):
         assert (board / "figures" / name).stat().st_size > 1000
     assert list((board / "wandb").glob("offline-run-*"))
