@@ -177,7 +177,7 @@ def _misregistration_summary(prep: Prepared, preprocess_cfg: DictConfig) -> dict
     means, maxes = zip(*prep.misregistration)
     return {"mean_km": float(np.mean(means)), "max_km": float(np.max(maxes)),
             "warn_m": preprocess_cfg.get("misregistration_warn_m"),
-            "against": "the coarse georeference, at fine pixel centres (65 x 65 lattice, WGS 84 distances)"}
+            "against": "the coarse georeference, at fine pixel centres (65 x 65 lattice, great-circle distances)"}
 
 
 def _replace(tmp: Path, final: Path) -> None:
