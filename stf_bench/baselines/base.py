@@ -14,7 +14,9 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from .blocks import BlockGrid, coarse_image
+from stf_bench.errors import ConfigError
+
+from .blocks import BlockGrid, block_size, coarse_image
 
 STAT_KEYS = ("predicted", "delta", "coarse", "none")  # shares of pixels: the method, each fallback, no value
 
@@ -29,6 +31,7 @@ class FusionInputs:
     fine_ref2: torch.Tensor | None = None
     coarse_ref2: torch.Tensor | None = None
     offset: tuple[int, int] = (0, 0)
+    coarse_block: tuple[float, float] = (1.0, 1.0)  # (rows, cols) fine pixels per coarse pixel
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -48,8 +51,8 @@ class FusionInputs:
         c2 = self.coarse_tgt[torch.isfinite(self.coarse_tgt)]
         return float(c2.median()) if c2.numel() else 0.0
 
-    def block_grid(self, s: int) -> BlockGrid:
-        return BlockGrid(s, *self.shape, self.offset)
+    def block_grid(self) -> BlockGrid:
+        return BlockGrid(self.coarse_block, *self.shape, self.offset)
 
 
 def finite_std(x: torch.Tensor) -> float:
@@ -64,20 +67,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _offsets(meta, batch: int) -> list[tuple[int, int]]:
-    """Per-sample (row, col) patch offsets from `meta["offset"]`: one (row, col) for all, one per sample, or the
-    [rows, cols] pair of tensors that torch's default collate makes of per-sample tuples."""
-    off = (meta or {}).get("offset")
-    if off is None:
-        return [(0, 0)] * batch
-    if isinstance(off, (list, tuple)) and len(off) == 2 and all(torch.is_tensor(v) for v in off):
-        off = torch.stack([v.reshape(-1) for v in off], dim=-1)  # collated: rows tensor, cols tensor
-    rows = torch.as_tensor(off).reshape(-1, 2).tolist()
+def _per_sample(meta, key: str, batch: int) -> list[tuple[float, float]] | None:
+    """Per-sample pairs from `meta[key]`: one pair for all, one per sample, or the [firsts, seconds] pair of tensors
+    that torch's default collate makes of per-sample tuples; None when the key is absent."""
+    value = (meta or {}).get(key)
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(torch.is_tensor(v) for v in value):
+        value = torch.stack([v.reshape(-1) for v in value], dim=-1)  # collated: firsts tensor, seconds tensor
+    rows = torch.as_tensor(value, dtype=torch.float64).reshape(-1, 2).tolist()
     if len(rows) == 1:
         rows = rows * batch
     if len(rows) != batch:
-        raise ValueError(f"meta['offset'] must be (row, col) or one (row, col) per sample (batch {batch}); got {off!r}")
-    return [(int(r), int(c)) for r, c in rows]
+        raise ValueError(f"meta[{key!r}] must be one pair or one pair per sample (batch {batch}); got {value!r}")
+    return [(a, b) for a, b in rows]
 
 
 class ClassicalBaseline(nn.Module):
@@ -87,18 +90,22 @@ class ClassicalBaseline(nn.Module):
     units = "K"
     whole_scene = True
 
-    def __init__(self, *, coarse_block: int, device: str, mem_budget_mb: float, tile_rows: int | None):
+    def __init__(self, *, coarse_block, device: str, mem_budget_mb: float, tile_rows: int | None):
+        """`coarse_block`: fine pixels per coarse pixel, one number or (rows, cols), overriding the store's value
+        that each sample carries in `meta["coarse_block"]`; None (the default, dataset.coarse_block: null) uses it."""
         super().__init__()
-        if int(coarse_block) != coarse_block or coarse_block < 1:
-            raise ValueError(
-                f"coarse_block = {coarse_block!r}: must be a positive integer, the fine pixels per coarse pixel "
-                "(33 for 1 km over 30 m); set dataset.coarse_block in the dataset config"
-            )
+        if coarse_block is not None:
+            try:
+                block_size(coarse_block)
+            except ValueError:
+                raise ValueError(f"coarse_block = {coarse_block!r}: must be a number >= 1 or a [rows, cols] pair of "
+                                 "them, the fine pixels per coarse pixel; set dataset.coarse_block in the dataset "
+                                 "config, or null to take the store's measured value") from None
         if mem_budget_mb <= 0:
             raise ValueError(f"mem_budget_mb = {mem_budget_mb!r}: must be > 0 (MB of working memory per tile)")
         if tile_rows is not None and tile_rows < 1:
             raise ValueError(f"tile_rows = {tile_rows!r}: must be >= 1, or null to derive it from mem_budget_mb")
-        self.coarse_block = int(coarse_block)
+        self.coarse_block = coarse_block
         self.device_name = device
         self.mem_budget_mb = float(mem_budget_mb)
         self.tile_rows = tile_rows
@@ -124,7 +131,8 @@ class ClassicalBaseline(nn.Module):
         ref = self._check(sample)
         device = self.compute_device
         batch = ref.shape[0]
-        offsets = _offsets(sample.get("meta"), batch)
+        offsets = _per_sample(sample.get("meta"), "offset", batch) or [(0, 0)] * batch
+        blocks = self._coarse_blocks(sample.get("meta"), batch)
         counts = dict.fromkeys(STAT_KEYS, 0)
         out = []
         for b in range(batch):
@@ -132,12 +140,25 @@ class ClassicalBaseline(nn.Module):
                 k: (sample[k][b, 0].to(device=device, dtype=torch.float32) if sample.get(k) is not None else None)
                 for k in ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
             }
-            x = FusionInputs(**scene, offset=offsets[b])
+            x = FusionInputs(**scene, offset=tuple(int(v) for v in offsets[b]), coarse_block=blocks[b])
             pred = self.predict(x)
             out.append(self._fallback(pred, x, counts))
         total = max(sum(counts.values()), 1)
         self.last_stats = {k: v / total for k, v in counts.items()}
         return torch.stack(out)[:, None].to(device=ref.device, dtype=torch.float32)
+
+    def _coarse_blocks(self, meta, batch: int) -> list[tuple[float, float]]:
+        """The block size per sample: the configured override, else the store's `meta["coarse_block"]`."""
+        if self.coarse_block is not None:
+            return [block_size(self.coarse_block)] * batch
+        blocks = _per_sample(meta, "coarse_block", batch)
+        if blocks is None:
+            raise ConfigError(
+                f"{type(self).__name__}: dataset.coarse_block is null (take it from the store) but the sample has no "
+                "meta['coarse_block']: the store predates it. Rebuild it (python prepare.py ... force=true) or set "
+                "dataset.coarse_block=<fine pixels per coarse pixel>."
+            )
+        return [block_size(b) for b in blocks]
 
     def _fallback(self, pred: torch.Tensor, x: FusionInputs, counts: dict) -> torch.Tensor:
         """models.md §2: unpredicted pixels take `delta`, else `coarse`, else stay NaN."""
@@ -151,7 +172,7 @@ class ClassicalBaseline(nn.Module):
             counts["delta"] += int(use.sum())
             done |= use
         if not done.all():
-            coarse = coarse_image(x.coarse_tgt, x.block_grid(self.coarse_block))
+            coarse = coarse_image(x.coarse_tgt, x.block_grid())
             use = ~done & torch.isfinite(coarse)
             pred = torch.where(use, coarse, pred)
             counts["coarse"] += int(use.sum())

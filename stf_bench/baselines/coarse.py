@@ -12,4 +12,4 @@ class Coarse(ClassicalBaseline):
     pairs_required = 0
 
     def predict(self, x: FusionInputs) -> torch.Tensor:
-        return coarse_image(x.coarse_tgt, x.block_grid(self.coarse_block))
+        return coarse_image(x.coarse_tgt, x.block_grid())

@@ -64,7 +64,7 @@ class FitFC(ClassicalBaseline):
 
     def regression_model(self, x: FusionInputs, valid: torch.Tensor) -> torch.Tensor:
         """Z = a·F1 + b + up(ρ) in float64, with a, b spread over their block and up the `coarse` operator."""
-        grid = x.block_grid(self.coarse_block)
+        grid = x.block_grid()
         c1_b, c2_b = grid.means(x.coarse_ref, valid), grid.means(x.coarse_tgt, valid)
         a, b = local_regression(c1_b, c2_b, self.rm_radius_blocks, self.rm_ridge_k2)
         rho = grid.upsample(fill_blocks(c2_b - (a * c1_b + b)))

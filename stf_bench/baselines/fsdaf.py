@@ -51,7 +51,7 @@ class FSDAF(ClassicalBaseline):
     def predict(self, x: FusionInputs) -> torch.Tensor:
         f1, c1, c2 = x.fine_ref, x.coarse_ref, x.coarse_tgt
         valid = torch.isfinite(f1) & torch.isfinite(c1) & torch.isfinite(c2)
-        grid = x.block_grid(self.coarse_block)
+        grid = x.block_grid()
         labels, centres = kmeans_1d(torch.where(valid, f1, float("nan")), self.n_classes)
         n_cls = centres.numel()
         if n_cls == 0:  # nothing valid: every pixel goes to the fallback chain

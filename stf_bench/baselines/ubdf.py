@@ -83,7 +83,7 @@ class UBDF(ClassicalBaseline):
         labels, centres = kmeans_1d(torch.where(valid, x.fine_ref, float("nan")), self.n_classes)
         if centres.numel() == 0:
             return torch.full_like(x.fine_ref, float("nan"))
-        grid = x.block_grid(self.coarse_block)
+        grid = x.block_grid()
         c2_b = grid.means(x.coarse_tgt, valid)
         fractions = torch.stack([grid.counts(labels == c) for c in range(centres.numel())])
         fractions = fractions / grid.counts(valid).clamp(min=1)

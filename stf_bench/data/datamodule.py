@@ -70,6 +70,8 @@ def build_sample(store: DatasetStore, norm: AffineNorm, spec: SampleSpec, window
         "dates": ",".join(dates[i].isoformat() for i in (spec.target, *refs)),
         "offset": np.array([rows.start or 0, cols.start or 0]),
     }
+    if store.coarse_block is not None:  # the baselines' block size unless dataset.coarse_block overrides it
+        sample["meta"]["coarse_block"] = np.array(store.coarse_block)
     return sample
 
 

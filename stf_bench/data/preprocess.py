@@ -12,7 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stf_bench.data.gapfill import progressive_focal_mean, temporal_linear
-from stf_bench.data.regrid import RESAMPLING, check_overlap, mask_to_fine_grid, to_fine_grid, warp
+from stf_bench.data.regrid import (RESAMPLING, check_overlap, coarse_pixel_size, mask_to_fine_grid, misregistration,
+                                   to_fine_grid, warp)
 from stf_bench.data.scene import Grid, Scene
 from stf_bench.errors import ConfigError
 
@@ -25,7 +26,11 @@ FINE, COARSE = 0, 1
 @dataclass
 class Prepared:
     """All dates on one fine grid: values (T,2,H,W) float32 K with NaN, observed and filled masks (T,2,H,W), and
-    per date the source's count of implausible values it dropped (`Scene.implausible`)."""
+    per date the source's count of implausible values it dropped (`Scene.implausible`).
+
+    `coarse_block`: (rows, cols) fine pixels per coarse pixel as placed, averaged over the dates. `misregistration`:
+    per date (mean, max) km by which the resize misplaces the coarse image; None for a georeferenced placement.
+    """
 
     dates: list
     grid: Grid
@@ -34,6 +39,8 @@ class Prepared:
     filled: np.ndarray
     sources: list[tuple[str, str]]
     implausible: list[dict]
+    coarse_block: tuple[float, float] = (1.0, 1.0)
+    misregistration: list[tuple[float, float]] | None = None
 
 
 class Preprocessor:
@@ -41,7 +48,7 @@ class Preprocessor:
 
     def __init__(self, name: str, regrid: str = "reproject", resampling: str = "bilinear", fine_fill: str = "none",
                  coarse_fill: str = "none", temporal_max_days: float = 32, temporal_fallback: str = "focal",
-                 min_coverage: float = 0.5) -> None:
+                 min_coverage: float = 0.5, misregistration_warn_m: float | None = None) -> None:
         for key, value in (("fine_fill", fine_fill), ("coarse_fill", coarse_fill)):
             if value not in FILLS:
                 raise ConfigError(f"preprocess.{key}={value!r}: use one of {', '.join(FILLS)}.")
@@ -56,6 +63,7 @@ class Preprocessor:
         self.fill = {FINE: fine_fill, COARSE: coarse_fill}
         self.temporal_max_days, self.temporal_fallback = temporal_max_days, temporal_fallback
         self.min_coverage = min_coverage
+        self.misregistration_warn_m = misregistration_warn_m
 
     def __call__(self, scenes: list[Scene]) -> Prepared:
         grid = _common_fine_grid(scenes)
@@ -86,7 +94,26 @@ class Preprocessor:
                     values[k, band] = progressive_focal_mean(values[k, band])
         filled = np.isfinite(values) & ~observed
         return Prepared([s.date for s in scenes], grid, values, observed, filled,
-                        [(s.fine_source, s.coarse_source) for s in scenes], [s.implausible for s in scenes])
+                        [(s.fine_source, s.coarse_source) for s in scenes], [s.implausible for s in scenes],
+                        *self._geometry(scenes, grid))
+
+    def _geometry(self, scenes: list[Scene], grid: Grid):
+        """The coarse block size as placed and, for the resize, its misregistration per date (warned about)."""
+        sizes = {g: coarse_pixel_size(grid, g, self.regrid) for g in {s.coarse_grid for s in scenes}}
+        block = tuple(round(float(np.mean([sizes[s.coarse_grid][a] for s in scenes])), 3) for a in (0, 1))
+        if self.regrid != "resize":
+            return block, None
+        shifts = {g: misregistration(grid, g) for g in sizes}
+        per_date = [shifts[s.coarse_grid] for s in scenes]
+        limit = self.misregistration_warn_m
+        bad = [s.key for s, (mean, _) in zip(scenes, per_date) if limit is not None and 1000 * mean > limit]
+        if bad:
+            log.warning("preprocess=%s resizes MODIS onto the Landsat array without its georeference: it misplaces "
+                        "MODIS by %.2f km on average (max %.2f km), more than preprocess.misregistration_warn_m=%g m "
+                        "on %d of %d dates. Use it to reproduce the published dataset only; preprocess=reproject "
+                        "places MODIS by its georeference.", self.name, np.mean([m for m, _ in per_date]),
+                        max(x for _, x in per_date), limit, len(bad), len(scenes))
+        return block, per_date
 
 
 def _common_fine_grid(scenes: list[Scene]) -> Grid:

@@ -1,6 +1,9 @@
 """Putting the coarse image on the fine grid: the STF-LST resize (faithful) or a georeferenced warp.
 
 Both check first that the two footprints overlap, so a wrong CRS fails loudly instead of pairing unrelated pixels.
+The resize ignores the footprints, so its misplacement of every coarse pixel is measured against the georeference
+(`misregistration`); the coarse pixel size on the fine grid that each placement produces (`coarse_pixel_size`) is what
+the block-based baselines reason in.
 """
 
 from __future__ import annotations
@@ -8,13 +11,14 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.warp import Resampling, reproject, transform, transform_bounds
 
 from stf_bench.data.scene import Grid
 from stf_bench.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 RESAMPLING = {"average": Resampling.average, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic,
               "nearest": Resampling.nearest}
 
@@ -84,6 +88,65 @@ def mask_to_fine_grid(mask: np.ndarray, src: Grid, dst: Grid, method: str) -> np
         cols = np.floor(np.arange(dst.width) * src.width / dst.width).astype(int)
         return mask[np.ix_(rows, cols)]
     return warp(np.where(mask, 1.0, 0.0), src, dst, "nearest") > 0.5
+
+
+def _resize_scale(fine: Grid, coarse: Grid) -> tuple[float, float]:
+    """Fine pixels per coarse pixel of the align_corners resize: the first and last centres meet, per axis."""
+    return tuple(float(f - 1) / (c - 1) if c > 1 else float(f) for f, c in zip(fine.shape, coarse.shape))
+
+
+def _coarse_to_fine_px(fine: Grid, coarse: Grid, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse pixel coordinates (corner at 0, centre at 0.5) to fine pixel coordinates through both georeferences."""
+    x, y = coarse.affine @ (cols, rows)
+    fx, fy = transform(coarse.rio_crs, fine.rio_crs, np.ravel(x), np.ravel(y))
+    fc, fr = ~fine.affine @ (np.asarray(fx), np.asarray(fy))
+    return np.reshape(fr, np.shape(rows)), np.reshape(fc, np.shape(cols))
+
+
+def coarse_pixel_size(fine: Grid, coarse: Grid, method: str) -> tuple[float, float]:
+    """(rows, cols) fine pixels per coarse pixel once `method` has put the coarse image on the fine grid.
+
+    The resize stretches the array: its scale, whatever the georeference. The warp keeps the geometry: at the fine
+    grid's centre, the spacing of coarse rows along the fine row axis and of coarse columns along the fine column
+    axis (the coarse pixel area over its width or height, so a sheared or rotated coarse grid keeps its density).
+    """
+    if fine == coarse:
+        return (1.0, 1.0)
+    if method == "resize":
+        return _resize_scale(fine, coarse)
+    x, y = fine.affine @ (fine.width / 2, fine.height / 2)
+    cx, cy = transform(fine.rio_crs, coarse.rio_crs, [x], [y])
+    c0, r0 = ~coarse.affine @ (cx[0], cy[0])
+    rows, cols = _coarse_to_fine_px(fine, coarse, np.array([r0, r0, r0, r0 + 1]), np.array([c0, c0 + 1, c0, c0]))
+    col_step = np.array([rows[1] - rows[0], cols[1] - cols[0]])  # one coarse column: (d fine row, d fine col)
+    row_step = np.array([rows[3] - rows[2], cols[3] - cols[2]])
+    area = abs(col_step[0] * row_step[1] - col_step[1] * row_step[0])
+    return (float(area / abs(col_step[1])), float(area / abs(row_step[0])))
+
+
+def misregistration(fine: Grid, coarse: Grid, samples: int = 65) -> tuple[float, float]:
+    """Mean and max distance in km between where the resize puts the coarse image and where its georeference says
+    it is, over a samples × samples lattice of fine pixel centres (edges included; great-circle distances): the
+    resize takes fine pixel (i, j) from coarse centre index (i/sy, j/sx) of the array."""
+    if fine == coarse:
+        return (0.0, 0.0)
+    i = np.linspace(0, fine.height - 1, min(samples, fine.height))
+    j = np.linspace(0, fine.width - 1, min(samples, fine.width))
+    ii, jj = np.meshgrid(i, j, indexing="ij")
+    sy, sx = _resize_scale(fine, coarse)
+    taken_r, taken_c = _coarse_to_fine_px(fine, coarse, ii / sy + 0.5, jj / sx + 0.5)
+    wgs84 = "EPSG:4326"
+    lon, lat = transform(fine.rio_crs, wgs84, *(fine.affine @ (jj.ravel() + 0.5, ii.ravel() + 0.5)))
+    tlon, tlat = transform(fine.rio_crs, wgs84, *(fine.affine @ (taken_c.ravel(), taken_r.ravel())))
+    dist = _great_circle_m(np.asarray(lon), np.asarray(lat), np.asarray(tlon), np.asarray(tlat))
+    return (float(np.mean(dist)) / 1000.0, float(np.max(dist)) / 1000.0)
+
+
+def _great_circle_m(lon1, lat1, lon2, lat2) -> np.ndarray:
+    """Haversine distance in metres on the mean Earth sphere (within 0.5 % of the ellipsoid: enough for a shift)."""
+    p1, p2, dlon = np.radians(lat1), np.radians(lat2), np.radians(lon2 - lon1)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def _fmt(bounds) -> str:

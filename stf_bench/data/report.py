@@ -14,17 +14,31 @@ QUICKLOOK = "quicklook.png"
 
 
 def summary_table(manifest: dict, path: Path, cache_hit: bool) -> Table:
-    """Dates with observed and filled fractions of each sensor, and the values dropped as implausible per file."""
+    """Dates with observed and filled fractions of each sensor, the values dropped as implausible per file and, for
+    the resize, how far it misplaces MODIS."""
     title = f"{manifest['dataset']['name']} / {manifest['variant']}  ({'cache hit' if cache_hit else 'built'})"
-    table = Table(title=title, caption=f"{path}\ngrid {manifest['grid']['height']}x{manifest['grid']['width']}, "
-                                       f"values in K, NaN = no data")
-    for col in ("date", "fine valid", "fine filled", "coarse valid", "coarse filled", "fine implausible",
-                "coarse implausible"):
+    caption = f"{path}\ngrid {manifest['grid']['height']}x{manifest['grid']['width']}, values in K, NaN = no data"
+    block = manifest.get("coarse_block")
+    if block:
+        caption += f"\nMODIS pixel = {block['rows']:.2f} x {block['cols']:.2f} fine pixels (rows x cols)"
+    shift = manifest.get("misregistration")
+    if shift:
+        caption += (f"\nMODIS misplaced by the resize vs its georeference: {1000 * shift['mean_km']:.0f} m on average, "
+                    f"{1000 * shift['max_km']:.0f} m at most (preprocess=reproject places it by the georeference)")
+    table = Table(title=title, caption=caption)
+    fractions = ("fine_valid", "fine_filled", "coarse_valid", "coarse_filled")
+    columns = ["date", "fine valid", "fine filled", "coarse valid", "coarse filled", "fine implausible",
+               "coarse implausible"]
+    if shift:
+        columns += ["MODIS shift mean km", "max km"]
+    for col in columns:
         table.add_column(col, justify="right")
     for d in manifest["dates"]:
-        table.add_row(d["date"], *(f"{100 * d[k]:.1f} %" for k in
-                                   ("fine_valid", "fine_filled", "coarse_valid", "coarse_filled")),
-                      *(_implausible(d.get("implausible"), sensor) for sensor in ("fine", "coarse")))
+        cells = [f"{100 * d[k]:.1f} %" for k in fractions]
+        cells += [_implausible(d.get("implausible"), sensor) for sensor in ("fine", "coarse")]
+        if shift:
+            cells += [f"{d['misregistration_mean_km']:.2f}", f"{d['misregistration_max_km']:.2f}"]
+        table.add_row(d["date"], *cells)
     return table
 
 

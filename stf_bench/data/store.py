@@ -68,6 +68,12 @@ class DatasetStore:
     def variant(self) -> str:
         return self.manifest["variant"]
 
+    @property
+    def coarse_block(self) -> tuple[float, float] | None:
+        """(rows, cols) fine pixels per coarse pixel as preprocessing placed MODIS; None for stores that predate it."""
+        block = self.manifest.get("coarse_block")
+        return None if block is None else (float(block["rows"]), float(block["cols"]))
+
     @cached_property
     def values(self) -> np.ndarray:
         return np.load(self.path / VALUES, mmap_mode="r")
@@ -157,9 +163,10 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
     n = prep.values[0, 0].size
     manifest = {
         "format": FORMAT_VERSION,
-        "dataset": {"name": dataset_cfg.name, "data_range_k": dataset_cfg.data_range_k,
-                    "coarse_block": dataset_cfg.coarse_block},
+        "dataset": {"name": dataset_cfg.name, "data_range_k": dataset_cfg.data_range_k},
         "variant": preprocess_cfg.name,
+        "coarse_block": {"rows": prep.coarse_block[0], "cols": prep.coarse_block[1]},
+        "misregistration": _misregistration_summary(prep, preprocess_cfg),
         "preprocess": OmegaConf.to_container(preprocess_cfg, resolve=True),
         "cross_date_fill": cross_date_fill(instantiate(preprocess_cfg), source),
         "source_fingerprint": source.fingerprint(),
@@ -176,6 +183,8 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
                 "coarse_valid": float(prep.observed[k, 1].sum() / n),
                 "coarse_filled": float(prep.filled[k, 1].sum() / n),
                 "implausible": prep.implausible[k],
+                **({} if prep.misregistration is None else {"misregistration_mean_km": prep.misregistration[k][0],
+                                                            "misregistration_max_km": prep.misregistration[k][1]}),
             }
             for k, date in enumerate(prep.dates)
         ],
@@ -185,6 +194,16 @@ def _write(folder: Path, prep: Prepared, dataset_cfg: DictConfig, preprocess_cfg
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+
+
+def _misregistration_summary(prep: Prepared, preprocess_cfg: DictConfig) -> dict | None:
+    """Over all dates, how far the resize misplaces MODIS against its georeference; None when it is placed by it."""
+    if prep.misregistration is None:
+        return None
+    means, maxes = zip(*prep.misregistration)
+    return {"mean_km": float(np.mean(means)), "max_km": float(np.max(maxes)),
+            "warn_m": preprocess_cfg.get("misregistration_warn_m"),
+            "against": "the coarse georeference, at fine pixel centres (65 x 65 lattice, great-circle distances)"}
 
 
 def _replace(tmp: Path, final: Path) -> None:

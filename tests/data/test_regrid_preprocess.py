@@ -35,14 +35,18 @@ def ramp_scene(shift_m: float = 0.0) -> Scene:
     return Scene(dates(1)[0], fine, FINE_GRID, coarse, cgrid, "l.tif", "m.tif")
 
 
-def variant(name: str) -> Preprocessor:
-    return instantiate(compose(f"preprocess={name}").preprocess)
+def variant(name: str, *overrides: str) -> Preprocessor:
+    return instantiate(compose(f"preprocess={name}", *overrides).preprocess)
 
 
 def test_reproject_is_georeferenced_and_resize_stretches_the_array():
     fine_x = 15.0 + 30.0 * np.arange(66)  # fine pixel centres from the west edge (m)
-    warped = variant("nofill")([ramp_scene()]).values[0, COARSE]
+    warped = variant("nofill", "preprocess.resampling=bilinear")([ramp_scene()]).values[0, COARSE]
     np.testing.assert_allclose(warped, np.broadcast_to(300.0 + 0.001 * fine_x, FINE_SHAPE), atol=1e-3)
+    # the default, average: each 30 m pixel takes the MODIS cell it lies in (cells of 33 px from the west edge)
+    footprint = variant("nofill")([ramp_scene()]).values[0, COARSE]
+    np.testing.assert_allclose(footprint[:, :33], 300.495, atol=1e-4)
+    np.testing.assert_allclose(footprint[:, 33:], 301.485, atol=1e-4)
     resized = variant("stf_lst")([ramp_scene()]).values[0, COARSE]
     # align_corners: the first and last coarse centres land on the first and last fine pixels
     np.testing.assert_allclose(resized[:, 0], 300.0 - 0.495, atol=1e-4)
@@ -54,7 +58,7 @@ def test_resize_ignores_the_coarse_georeference_and_reproject_follows_it():
     shifted, plain = ramp_scene(shift_m=500.0), ramp_scene()
     resize = variant("stf_lst")
     np.testing.assert_array_equal(resize([shifted]).values, resize([plain]).values)
-    warp = variant("nofill")
+    warp = variant("nofill", "preprocess.resampling=bilinear")
     moved = warp([shifted]).values[0, COARSE] - warp([plain]).values[0, COARSE]
     np.testing.assert_allclose(moved[:, 20:], -0.5, atol=1e-3)  # 500 m east = 0.5 K less at a given place
 

@@ -44,7 +44,7 @@ def leftovers(data_dir):
 
 def test_same_config_is_a_cache_hit_and_force_rebuilds(raw, tmp_path):
     store, hit = build(raw, tmp_path)
-    assert not hit and store.path.parent == tmp_path / "folder" and store.path.name.startswith("stf_lst-")
+    assert not hit and store.path.parent == tmp_path / "folder" and store.path.name.startswith("reproject-")
     manifest = store.path / MANIFEST
     first = manifest.stat()
     again, hit = build(raw, tmp_path)
@@ -62,7 +62,7 @@ def test_a_changed_config_or_input_builds_a_new_folder(tmp_path_factory, tmp_pat
     nofill, hit = build(raw, tmp_path, "preprocess=nofill")
     assert not hit and nofill.path.name.startswith("nofill-")
     excluded, hit = build(raw, tmp_path, f"dataset.source.exclude=[{DAYS[1].isoformat()}]")
-    assert not hit and excluded.path.name.startswith("stf_lst-") and excluded.path != base.path
+    assert not hit and excluded.path.name.startswith("reproject-") and excluded.path != base.path
     assert excluded.dates == [DAYS[0], DAYS[2]]
     edit = raw / "MODIS" / f"{DAYS[2]:%Y_%m_%d}.tif"
     edit.write_bytes((raw / "MODIS" / f"{DAYS[1]:%Y_%m_%d}.tif").read_bytes())  # same size, other values
@@ -75,9 +75,9 @@ def test_a_changed_config_or_input_builds_a_new_folder(tmp_path_factory, tmp_pat
 def test_manifest_describes_the_store(raw, tmp_path):
     store, _ = build(raw, tmp_path)
     m = store.manifest
-    assert m["units"] == "K" and m["nodata"] == "NaN" and m["variant"] == "stf_lst" == store.variant
+    assert m["units"] == "K" and m["nodata"] == "NaN" and m["variant"] == "reproject" == store.variant
     assert store.name == "folder" and m["dataset"]["data_range_k"] == 60.0
-    assert m["preprocess"]["regrid"] == "resize" and m["source_fingerprint"]["root"] == str(raw.resolve())
+    assert m["preprocess"]["regrid"] == "reproject" and m["preprocess"]["resampling"] == "average" and m["source_fingerprint"]["root"] == str(raw.resolve())
     assert [f[0] for f in m["source_fingerprint"]["files"]][:2] == [f"Landsat/LC08_199027_{DAYS[0]:%Y%m%d}.tif",
                                                                     f"Landsat/LC08_199027_{DAYS[1]:%Y%m%d}.tif"]
     assert store.grid == Grid.from_rasterio(UTM31N, FINE_TRANSFORM, *FINE_SHAPE)
@@ -114,9 +114,9 @@ def test_a_failed_write_leaves_nothing(raw, tmp_path, monkeypatch):
 def test_prepare_cli_builds_the_default_synthetic_small(tmp_path):
     result = run_prepare(tmp=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "synthetic_small / stf_lst  (built)" in result.stdout
+    assert "synthetic_small / reproject  (built)" in result.stdout
     assert result.stdout.count(" % │") == 12 * 4  # 12 dates x 4 fraction columns
-    (store,) = (tmp_path / "data" / "synthetic_small").glob("stf_lst-*")
+    (store,) = (tmp_path / "data" / "synthetic_small").glob("reproject-*")
     assert store.name in result.stdout.replace("\n", "")
     manifest = json.loads((store / MANIFEST).read_text())
     assert len(manifest["dates"]) == 12 and manifest["grid"]["height"] == manifest["grid"]["width"] == 256

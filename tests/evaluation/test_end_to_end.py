@@ -34,7 +34,7 @@ def test_leaderboard_files(pipeline):
     table = pd.read_csv(board / "leaderboard.csv")
     assert set(table["model"]) == METHODS and len(table) == 4
     assert (table[["dataset", "variant", "split", "pairing"]].drop_duplicates().values.tolist()
-            == [["synthetic_small", "stf_lst", "chronological", "previous"]])
+            == [["synthetic_small", "reproject", "chronological", "previous"]])
     rows = table.set_index("model")
     assert rows.loc["edcstfn", "n_runs"] == 2 and np.isfinite(rows.loc["edcstfn", "rmse_std"])
     assert (rows.loc[["persistence", "coarse", "delta"], "n_runs"] == 1).all()
@@ -51,7 +51,7 @@ def test_leaderboard_files(pipeline):
     assert html.count("</tr>") == 1 + 4 and "L = 60 K" in html
     (context,) = set(table["context"])
     for kind in ("rmse", "scene"):
-        (figure,) = (board / "figures").glob(f"{kind}_synthetic_small_stf_lst_*_{context}.png")
+        (figure,) = (board / "figures").glob(f"{kind}_synthetic_small_reproject_*_{context}.png")
         assert figure.stat().st_size > 1000
     assert list((board / "wandb").glob("offline-run-*"))
 

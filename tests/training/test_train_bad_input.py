@@ -39,7 +39,7 @@ def test_checkpoint_from_another_dataset(cli, tiny, data_dir, edcstfn_run):
     other = [o.replace("n_dates=12", "n_dates=13") for o in tiny("edcstfn")]
     proc = cli("train.py", *other, f"ckpt_path={edcstfn_run / 'checkpoints' / 'last.ckpt'}",
                f"paths.data_dir={data_dir}")
-    check_refused(proc, "ConfigError", "was trained on dataset synthetic_small/stf_lst-",
+    check_refused(proc, "ConfigError", "was trained on dataset synthetic_small/reproject-",
                   "Resume with the same dataset and preprocess options")
 
 
