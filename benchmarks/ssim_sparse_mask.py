@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from stf_bench.evaluation.metrics import SSIM_MIN_WEIGHT, scene_metrics, ssim
+from stf_bench.metrics import SSIM_MIN_WEIGHT, scene_metrics, ssim
 
 L_K = 60.0
 MISSING = (0.0, 0.5, 0.8, 0.95, 0.99)

@@ -12,7 +12,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from stf_bench.evaluation.metrics import (
+from stf_bench.metrics import (
     aggregate,
     edge_metric,
     lbp_codes,

@@ -29,7 +29,7 @@ from stf_bench.data.store import build_dataset
 from stf_bench.errors import ConfigError, DataError, user_error
 from stf_bench.evaluation.checks import check_device, check_evaluate_config
 from stf_bench.evaluation.efficiency import count_macs
-from stf_bench.evaluation.metrics import scene_metrics
+from stf_bench.metrics import scene_metrics
 from stf_bench.models.prediction import ScenePredictor
 from stf_bench.run_folder import (RunFolder, check_targets, discover_runs, recipe_hash, restore_predictor,
                                   trusted_targets)

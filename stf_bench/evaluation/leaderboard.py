@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stf_bench.evaluation.metrics import SSIM_MIN_WEIGHT
+from stf_bench.metrics import SSIM_MIN_WEIGHT
 from stf_bench.figures import rmse_bar_chart, save_comparison
 
 CONTEXT = ["context", "dataset", "store_hash", "variant", "split", "pairing"]

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError
-from stf_bench.evaluation.metrics import scene_metrics
+from stf_bench.metrics import scene_metrics
 from stf_bench.models.prediction import ScenePredictor
 from stf_bench.training.losses import CompositeLoss
 
