@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+OUTPUTS ?= outputs
+DEMO_DIR := $(OUTPUTS)/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_ARGS ?=   # extra overrides for prepare and train (the README test shrinks the demo with them)
 
 .PHONY: install demo test benchmarks clean
 
@@ -18,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) prepare.py
-	$(PY) train.py --multirun experiment=quick hydra.sweep.dir=$(DEMO_DIR)/runs
+	$(PY) prepare.py $(DEMO_ARGS)
+	$(PY) train.py --multirun experiment=quick hydra.sweep.dir=$(DEMO_DIR)/runs $(DEMO_ARGS)
 	$(PY) evaluate.py runs=$(DEMO_DIR)/runs hydra.run.dir=$(DEMO_DIR)/leaderboard
 
 test: install
