@@ -8,7 +8,6 @@ wall time, parameter count, normalization).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,10 @@ from stf_bench.errors import ConfigError, DataError
 from stf_bench.models.param_table import inference_parameters
 from stf_bench.run_folder import RESOLVED_CONFIG, load_checkpoint_file, recipe_hash, write_run_json
 from stf_bench.training.module import finite_or_none
+from stf_bench.training.plan import announce_plan
+from stf_bench.training.preflight import preflight, pretrained_cache_path
 from stf_bench.training.registry import LIGHTNING_MODULES, lightning_module_class
+from stf_bench.training.wandb_run import finish_wandb, make_loggers
 from stf_bench.wandb_mode import wandb_mode_default
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,7 @@ def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, 
             state = load_checkpoint_file(piece.ckpt)
         else:
             train_dates = datamodule.train_dates
-            key = json.dumps({"piece": piece.name, "recipe": piece.recipe, "dates": train_dates, "seed": seed,
-                              "max_epochs": max_epochs, "norm": datamodule.norm.to_json()}, sort_keys=True)
-            path = (Path(datamodule.store.path) / "pretrained"
-                    / f"{model_id}_{piece.name}_{hashlib.sha256(key.encode()).hexdigest()[:10]}.ckpt")
+            path = pretrained_cache_path(piece, datamodule, model_id, seed, max_epochs)
             if path.is_file():
                 log.info("loss network %s: cached %s", piece.name, path)
                 state = load_checkpoint_file(path)
@@ -130,22 +129,25 @@ def train(cfg: DictConfig) -> float:
     module_cls = lightning_module_class(cfg.model.lightning_module)
     module = module_cls(model_cfg=model_cfg, norm=datamodule.norm.to_json(),
                         data_range_k=float(cfg.dataset.data_range_k), dataset_id=ids)
+    preflight(cfg, datamodule, module)  # seconds, before any long work
+    plan = announce_plan(cfg, datamodule, module)
     info = {
         "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
         "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
         "store": str(datamodule.store.path), "split": ids["split"], "pairing": ids["pairing"], "seed": cfg.seed,
         "context": ids["context"], "recipe": recipe_hash(cfg),
         "params": inference_parameters(module.net), "params_target": cfg.model.get("params_target"),
-        "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "plan": plan,
     }
     write_run_json(output_dir, info)
     try:
         result = _fit_and_test(cfg, datamodule, module, ids, output_dir)
     except BaseException as exc:
-        info.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.time() - started)
+        info.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.time() - started,
+                    **finish_wandb(exit_code=1))
         write_run_json(output_dir, info)
         raise
-    info.update(result, status="finished", wall_time_s=round(time.time() - started, 2))
+    info.update(result, status="finished", wall_time_s=round(time.time() - started, 2), **finish_wandb(exit_code=0))
     write_run_json(output_dir, info)
     log.info("run finished: %s", output_dir)
     return info["best_val_rmse"] if info.get("best_val_rmse") is not None else float("inf")
@@ -153,7 +155,9 @@ def train(cfg: DictConfig) -> float:
 
 def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Path) -> dict:
     if cfg.model.lightning_module == "none":
-        trainer = instantiate(cfg.trainer, logger=False, callbacks=[], max_epochs=0)
+        if "wandb" in (cfg.get("logger") or {}):
+            wandb_mode_default()
+        trainer = instantiate(cfg.trainer, logger=make_loggers(cfg, ids) or False, callbacks=[], max_epochs=0)
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         return {"test": {k: finite_or_none(v) for k, v in test.items()}, "best_val_rmse": None, "checkpoints": {}}
 
@@ -164,13 +168,7 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
         module.compile_network()
     if "wandb" in (cfg.get("logger") or {}):
         wandb_mode_default()
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    for lg in loggers:
-        if hasattr(lg, "log_hyperparams"):
-            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        if type(lg).__name__ == "WandbLogger":
-            lg.experiment.tags = tuple({*lg.experiment.tags, cfg.model.id, cfg.model.family, ids["name"],
-                                        ids["variant"], ids["split"], f"seed{cfg.seed}", cfg.model.label})
+    loggers = make_loggers(cfg, ids)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

@@ -1,11 +1,14 @@
-"""`logger=[csv,wandb]` with no W&B key anywhere: the run logs offline into its own folder, says so once, and never
-touches the network (a local listener stands in for the W&B server and must see no connection)."""
+"""W&B: with no key anywhere the run logs offline into its own folder, says so once, and never
+touches the network (a local listener stands in for the W&B server and must see no connection); one finished run
+per training job, read back from the offline run files."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
+
+import pytest
 
 
 class Listener:
@@ -55,3 +58,80 @@ def test_wandb_without_key_logs_offline_in_the_run_folder(cli, tiny, data_dir, t
     assert list(offline.glob("files/media/images/test/prediction_*.png"))
     log = (run_dir / "train.log").read_text()
     assert log.count("W&B: no API key configured, logging offline") == 1
+
+
+def wandb_records(path):
+    """The records of an offline run-*.wandb file (a LevelDB-style log of protobuf records, 32 KiB blocks)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, chunks = path.read_bytes(), 7, b""  # 7-byte file header ":W&B" + magic + version
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # a block's tail too short for a record header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunks += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            yield pb.Record.FromString(chunks)
+            chunks = b""
+
+
+def offline_run(run_dir):
+    """(id, name, group, exit code, val/rmse summary, val/rmse history) of the one W&B run in a run folder.
+
+    W&B's writer process may still be flushing the file after `wandb.finish()` returned: read until the exit record
+    is there (a few seconds at most)."""
+    import time
+
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    for _ in range(60):
+        records = list(wandb_records(next(offline.glob("run-*.wandb"))))
+        if any(rec.WhichOneof("record_type") == "exit" for rec in records):
+            break
+        time.sleep(0.5)
+    run, exit_code, summary, history = None, None, None, []
+    for rec in records:
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            run = rec.run
+        elif kind == "exit":
+            exit_code = rec.exit.exit_code
+        elif kind in ("summary", "history"):
+            for item in (rec.summary.update if kind == "summary" else rec.history.item):
+                if "/".join([item.key, *item.nested_key]).strip("/") == "val/rmse":
+                    if kind == "summary":
+                        summary = json.loads(item.value_json)
+                    else:
+                        history.append(json.loads(item.value_json))
+    return run.run_id, run.display_name, run.run_group, exit_code, summary, history
+
+
+@pytest.mark.slow  # four jobs
+def test_local_multirun_gives_one_finished_run_per_job(cli, tiny, data_dir, tmp_path):
+    proc = cli("train.py", "--multirun", *tiny("edcstfn"), "seed=1,2,3,4", "model.train.max_epochs=2",
+               "plan.probe_steps=0", "logger=[csv,wandb]", f"paths.data_dir={data_dir}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "outputs" / "train" / "multirun").glob("*/[0-9]"))
+    runs = [offline_run(job) for job in jobs]
+    assert len({r[0] for r in runs}) == 4
+    assert [r[1] for r in runs] == [f"edcstfn-synthetic_small-chronological-s{s}" for s in (1, 2, 3, 4)]
+    assert {r[2] for r in runs} == {"train"}  # experiment_name
+    for job, (run_id, _, _, exit_code, summary, history) in zip(jobs, runs):
+        assert exit_code == 0 and len(history) == 2
+        assert summary == {"min": min(history)}
+        assert json.loads((job / "run.json").read_text())["wandb_run_id"] == run_id
+
+
+def test_failed_job_marks_its_run_failed(tiny, train_run, tmp_path):
+    with pytest.raises(FloatingPointError):  # Adam with lr 1e30: the second step's loss is not finite
+        train_run(*tiny("edcstfn"), "model.optimizer.lr=1e30", "datamodule.patches_per_epoch=8", "plan.probe_steps=0",
+                  "logger=[csv,wandb]", name="failing")
+    run_id, name, _, exit_code, _, _ = offline_run(tmp_path / "failing")
+    assert exit_code == 1 and name == "edcstfn-synthetic_small-chronological-s2019"
+    info = json.loads((tmp_path / "failing" / "run.json").read_text())
+    assert info["status"] == "failed" and info["wandb_run_id"] == run_id

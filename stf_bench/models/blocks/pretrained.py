@@ -9,7 +9,10 @@ until weights were loaded: both official feature losses run silently on a random
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
+import time
 from functools import partial
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +23,10 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from stf_bench.durations import format_duration
 from stf_bench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 RECIPE_KEYS = (
     "patch",  # square patch side cut from each image (px)
@@ -201,7 +207,7 @@ def train_piece(
     Patches come from a grid with an edge-flush last patch; a random `val_fraction` of them validates. Training
     patches get random flips. Adam + ReduceLROnPlateau on the validation loss; the encoder of the epoch with the
     lowest validation loss is returned (CPU tensors). `max_epochs` overrides the recipe (demos, tests); `device`
-    defaults to CUDA when available.
+    defaults to CUDA when available. `progress`: a progress bar on a terminal, else a log line per epoch.
     """
     recipe = _check_recipe(piece)
     patch, stride, batch_size = int(recipe["patch"]), int(recipe["stride"]), int(recipe["batch_size"])
@@ -247,8 +253,10 @@ def train_piece(
         optimizer, mode="min", factor=recipe["plateau_factor"], patience=recipe["plateau_patience"]
     )
     best_loss, best_state = math.inf, None
-    bar = tqdm(range(epochs), desc=f"pre-training {piece.name}", unit="epoch", disable=not progress)
-    for _ in bar:
+    log_lines = progress and not sys.stdout.isatty()  # a log file or SLURM: no bar is drawn there
+    bar = tqdm(range(epochs), desc=f"pre-training {piece.name}", unit="epoch", disable=not progress or log_lines)
+    started = time.time()
+    for epoch in bar:
         ae.train()
         perm = torch.randperm(len(train_idx), generator=gen).tolist()
         train_sum = 0.0
@@ -271,6 +279,11 @@ def train_piece(
             best_loss = val_loss
             best_state = {k: v.detach().cpu().clone() for k, v in ae.encoder.state_dict().items()}
         bar.set_postfix(train=train_sum / len(train_idx), val=val_loss, best=best_loss)
+        if log_lines:
+            elapsed = time.time() - started
+            log.info("pre-training %s: epoch %d/%d train=%.4g val=%.4g best=%.4g | %s/epoch, ETA %s", piece.name,
+                     epoch + 1, epochs, train_sum / len(train_idx), val_loss, best_loss,
+                     format_duration(elapsed / (epoch + 1)), format_duration(elapsed / (epoch + 1) * (epochs - epoch - 1)))
     if best_state is None:
         raise ValueError(f"pretrained piece {piece.name!r}: no epoch finished (max_epochs={epochs}, validation "
                          f"loss {best_loss}); max_epochs must be >= 1 and the loss finite")
