@@ -40,7 +40,7 @@ class Expect:
 def readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
-    return [line.split("  #")[0].strip() for line in lines if line.startswith(("python ", "make "))]
+    return [re.split(r"\s#\s", line)[0].strip() for line in lines if line.startswith(("python ", "make "))]
 
 
 EXPECTED = {
