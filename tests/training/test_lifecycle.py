@@ -42,7 +42,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300.0):
 
 
 def the_run(tmp_path: Path) -> Path | None:
-    runs = list((tmp_path / "outputs").glob("train/*/*/run.json"))
+    runs = list((tmp_path / "outputs").rglob("run.json"))
     return runs[0].parent if runs else None
 
 
@@ -127,7 +127,7 @@ def test_interrupted_pretraining_resumes_from_its_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_submitit_job_preempted_requeues_and_resumes(tiny, data_dir, tmp_path):
-    max_epochs = 40
+    max_epochs = 12
     proc = spawn(tmp_path, "--multirun", "hydra/launcher=submitit_local", *tiny("edcstfn"), "logger=csv",
                  f"paths.data_dir={data_dir}", f"model.train.max_epochs={max_epochs}")
     run = wait_for(lambda: (r := the_run(tmp_path)) and (r / "checkpoints" / "last.ckpt").is_file() and r, proc)
@@ -141,9 +141,10 @@ def test_submitit_job_preempted_requeues_and_resumes(tiny, data_dir, tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     assert info["resumed_from"] == str(last) and info["pid"] != first["pid"]
     assert info["epochs"] == max_epochs and torch.load(last, weights_only=False)["global_step"] == max_epochs
-    logs = "".join(p.read_text() for p in run.parent.glob(".submitit/*/*_0_log.*"))
-    assert "run preempted by SIGUSR2" in logs and "resuming from" in logs
-    assert logs.count("Requeued job") == 1
+    (log_out,) = run.parent.glob(".submitit/*/*_0_log.out")
+    logs = log_out.read_text()
+    assert "run preempted by SIGUSR2" in logs and "Requeued job" in logs and "resuming from" in logs
+    assert logs.count("Loading pickle") == 2  # the job started twice
 
 
 @pytest.mark.slow
@@ -158,7 +159,7 @@ def test_sweep_with_failing_jobs_leaves_every_run_json_and_a_table(cli, tiny, da
     assert [i["status"] for i in infos] == ["finished", "finished", "failed", "failed"], out[-3000:]
     for info in infos[2:]:
         assert info["error"].startswith("ConfigError: no train sample can be paired") and info["model"] == "edcstfn"
-    table = out[out.index("sweep "):]
+    table = proc.stdout[proc.stdout.index("sweep "):]  # Hydra itself reports only the first failure (stderr)
     assert "4 jobs (2 finished, 2 failed)" in table
     for n, info in enumerate(infos):
         row = next(line for line in table.splitlines() if line.startswith(f"{n} "))
