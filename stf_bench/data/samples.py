@@ -8,12 +8,14 @@ other date, as a user predicting a new day would.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from stf_bench.errors import ConfigError
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -58,7 +60,7 @@ class _Split:
 
     def _random_val(self, candidates: list[int], n_total: int) -> tuple[list[int], list[int]]:
         rng = np.random.default_rng(self.seed)
-        order = list(rng.permutation(candidates))
+        order = rng.permutation(candidates).tolist()  # plain ints: indices end up in JSON (cache keys, run.json)
         n_val = self._count(n_total, self.val_fraction)
         return sorted(order[n_val:]), sorted(order[:n_val])
 
@@ -79,7 +81,7 @@ class RandomSplit(_Split):
 
     def assign(self, dates):
         n = len(dates)
-        order = list(np.random.default_rng(self.seed).permutation(n))
+        order = np.random.default_rng(self.seed).permutation(n).tolist()
         n_test, n_val = self._count(n, self.test_fraction), self._count(n, self.val_fraction)
         return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
 
@@ -153,7 +155,10 @@ class Pairing:
             if refs:
                 specs.append(SampleSpec(t, refs))
             else:
-                skipped.append((dates[t], f"no {self.mode} reference within {self.max_gap_days} days"))
+                want = {"previous": "earlier reference date", "nearest": "other reference date",
+                        "two_refs": "reference date on each side"}[self.mode]
+                gap = f" within {self.max_gap_days} days" if self.max_gap_days is not None else ""
+                skipped.append((dates[t], f"no {want}{gap} (pairing.mode={self.mode})"))
         return specs, skipped
 
     def _within(self, a: int, b: int) -> bool:
@@ -167,6 +172,8 @@ def make_samples(dates: list[dt.date], split: _Split, pairing: Pairing) -> tuple
     for name in SPLITS:
         candidates = parts["train"] if name == "train" else list(range(len(dates)))
         samples[name], skipped[name] = pairing.pair(dates, parts[name], candidates)
+        for date, why in skipped[name]:
+            log.warning("split=%s pairing=%s: %s date %s is skipped: %s", split.name, pairing.name, name, date, why)
         if not samples[name]:
             raise ConfigError(
                 f"no {name} sample can be paired with pairing={pairing.name} (max_gap_days={pairing.max_gap_days}) "

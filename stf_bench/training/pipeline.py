@@ -26,6 +26,8 @@ from stf_bench.data.gapfill import progressive_focal_mean
 from stf_bench.errors import ConfigError, DataError
 from stf_bench.models.param_table import inference_parameters
 from stf_bench.run_folder import RESOLVED_CONFIG, load_checkpoint_file, recipe_hash, write_run_json
+from stf_bench.training.lifecycle import (PeakMemory, Signals, StopAtBatchEnd, check_optimizer_steps, check_trained,
+                                          end_state, last_checkpoint_path, requeued_checkpoint, run_info)
 from stf_bench.training.module import finite_or_none
 from stf_bench.training.plan import announce_plan
 from stf_bench.training.preflight import preflight, pretrained_cache_path
@@ -56,11 +58,14 @@ def check_model_config(cfg: DictConfig) -> None:
 
 
 def dataset_id(datamodule, cfg: DictConfig) -> dict:
-    """The run's data: store, split and pairing, with the evaluation context its scores belong to."""
+    """The run's store, its complete split and pairing (a resumed run must keep its test dates) and the evaluation
+    context its scores belong to."""
     store = datamodule.store
     context = evaluation_context(store.path, store.name, store.variant, cfg.split, cfg.pairing)
     return {"name": store.name, "variant": store.variant, "store": store.path.name,
-            "split": datamodule.split.name, "pairing": datamodule.pairing.name, "context": context}
+            "split": datamodule.split.name, "pairing": datamodule.pairing.name, "context": context,
+            "split_config": {"class": type(datamodule.split).__name__, **vars(datamodule.split)},
+            "pairing_config": vars(datamodule.pairing).copy()}
 
 
 def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, max_epochs: int | None) -> None:
@@ -82,8 +87,10 @@ def pretrain_pieces(net: torch.nn.Module, datamodule, model_id: str, seed: int, 
                 log.info("loss network %s: training on %d training dates", piece.name, len(train_dates))
                 images = [datamodule.norm.from_kelvin(progressive_focal_mean(np.asarray(datamodule.store.values[t, 0])))
                           for t in train_dates]
-                state = train_piece(piece, images, seed=seed, max_epochs=max_epochs)
                 path.parent.mkdir(exist_ok=True)
+                # per-epoch progress: an interrupted pre-training continues in the next run with the same key
+                state = train_piece(piece, images, seed=seed, max_epochs=max_epochs,
+                                    resume_path=path.with_suffix(".progress"))
                 tmp = path.with_suffix(".part")
                 torch.save(state, tmp)
                 os.replace(tmp, path)
@@ -104,6 +111,12 @@ def check_resume(ckpt_path: str, ids: dict, model_id: str) -> None:
         raise ConfigError(f"ckpt_path={ckpt_path} was trained on dataset {theirs.get('name')}/{theirs.get('store')}, "
                           f"this run uses {ids['name']}/{ids['store']}. Resume with the same dataset and "
                           f"preprocess options, or start a new run without ckpt_path.")
+    for key in ("split", "pairing"):
+        mine, old = ids[f"{key}_config"], theirs.get(f"{key}_config", {"name": theirs.get(key)})
+        if any(old[k] != mine.get(k) for k in old):
+            raise ConfigError(f"ckpt_path={ckpt_path} was trained with {key} {old}, this run uses {key} {mine}: "
+                              f"resuming would move dates between training and test. Resume with the same "
+                              f"{key}= options, or start a new run without ckpt_path.")
 
 
 def quiet_libraries() -> None:
@@ -119,7 +132,35 @@ def train(cfg: DictConfig) -> float:
     started = time.time()
     quiet_libraries()
     output_dir = Path(cfg.paths.output_dir)
+    info = run_info(cfg)
+    requeued = requeued_checkpoint(output_dir)
+    if requeued and not cfg.ckpt_path:  # a preempted job that SLURM/submitit started again in its own folder
+        cfg.ckpt_path, info["requeued"] = requeued
+        info["resumed_from"] = cfg.ckpt_path
+        log.info("requeued job: resuming from %s", cfg.ckpt_path)
+    write_run_json(output_dir, info)  # every job leaves a run.json, also one that fails while setting up
+    with Signals() as signals, PeakMemory() as memory:
+        try:
+            datamodule, module, ids = _setup(cfg, output_dir, info)
+            write_run_json(output_dir, info)
+            result = _fit_and_test(cfg, datamodule, module, ids, output_dir, signals, memory)
+        except BaseException as exc:
+            info.update(end_state(exc, signals), wall_time_s=round(time.time() - started, 2),
+                        **finish_wandb(exit_code=1))
+            write_run_json(output_dir, info)
+            if signals.received is not None:
+                signals.exit()
+            raise
+    info.update(result, status="finished", wall_time_s=round(time.time() - started, 2), **finish_wandb(exit_code=0))
+    write_run_json(output_dir, info)
+    log.info("run finished: %s", output_dir)
+    return info["best_val_rmse"] if info.get("best_val_rmse") is not None else float("inf")
+
+
+def _setup(cfg: DictConfig, output_dir: Path, info: dict):
+    """Dataset (split, pairing, normalization) and LightningModule; fills run.json's dataset and model fields."""
     check_model_config(cfg)
+    check_optimizer_steps(cfg)
     (output_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.datamodule)
@@ -131,29 +172,21 @@ def train(cfg: DictConfig) -> float:
                         data_range_k=float(cfg.dataset.data_range_k), dataset_id=ids)
     preflight(cfg, datamodule, module)  # seconds, before any long work
     plan = announce_plan(cfg, datamodule, module)
-    info = {
+    info.update({
         "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
         "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
         "store": str(datamodule.store.path), "split": ids["split"], "pairing": ids["pairing"], "seed": cfg.seed,
-        "context": ids["context"], "recipe": recipe_hash(cfg),
+        "split_config": ids["split_config"], "pairing_config": ids["pairing_config"], "context": ids["context"],
+        "recipe": recipe_hash(cfg), "plan": plan,
+        "skipped_dates": {k: [f"{d}: {why}" for d, why in v] for k, v in datamodule.split_info["skipped"].items()},
         "params": inference_parameters(module.net), "params_target": cfg.model.get("params_target"),
-        "norm": datamodule.norm.to_json(), "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "plan": plan,
-    }
-    write_run_json(output_dir, info)
-    try:
-        result = _fit_and_test(cfg, datamodule, module, ids, output_dir)
-    except BaseException as exc:
-        info.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_time_s=time.time() - started,
-                    **finish_wandb(exit_code=1))
-        write_run_json(output_dir, info)
-        raise
-    info.update(result, status="finished", wall_time_s=round(time.time() - started, 2), **finish_wandb(exit_code=0))
-    write_run_json(output_dir, info)
-    log.info("run finished: %s", output_dir)
-    return info["best_val_rmse"] if info.get("best_val_rmse") is not None else float("inf")
+        "norm": datamodule.norm.to_json(),
+    })
+    return datamodule, module, ids
 
 
-def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Path) -> dict:
+def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Path, signals: Signals,
+                  memory: PeakMemory) -> dict:
     if cfg.model.lightning_module == "none":
         if "wandb" in (cfg.get("logger") or {}):
             wandb_mode_default()
@@ -163,15 +196,21 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
 
     if cfg.ckpt_path:
         check_resume(cfg.ckpt_path, ids, cfg.model.id)  # before pre-training: a wrong checkpoint fails at once
+    signals.stage = "loss-network pre-training"
     pretrain_pieces(module.net, datamodule, cfg.model.id, cfg.seed, cfg.pretrain_max_epochs)
+    signals.stage = "setup"
     if cfg.compile:
         module.compile_network()
     if "wandb" in (cfg.get("logger") or {}):
         wandb_mode_default()
     loggers = make_loggers(cfg, ids)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    stop = StopAtBatchEnd(signals, last_checkpoint_path(callbacks))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, stop])
+    with signals.deferred("training"):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    check_trained(trainer)
+    signals.stage = "testing"
     savers = [c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)]
     checkpoint = next((c for c in savers if c.monitor), None)  # best by the monitored metric
     # read before testing: testing from best.ckpt restores the callbacks' state as it was when best.ckpt was saved
@@ -186,19 +225,8 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
         "epochs": epochs,
         "test": {k: finite_or_none(v) for k, v in test.items()},
         "checkpoints": {"best": best, "last": last},
-        **peak_memory(module.device),
+        **memory.result(module.device),
     }
-
-
-def peak_memory(device: torch.device) -> dict:
-    """Peak memory of training: the GPU allocator's peak, or on CPU the process's peak resident set."""
-    if device.type == "cuda":
-        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
-                "peak_memory_kind": f"GPU allocated ({torch.cuda.get_device_name(device)})"}
-    import resource
-
-    return {"peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_memory_kind": "CPU process peak RSS"}
 
 
 def _log_prediction_images(loggers, module, datamodule) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -201,13 +203,16 @@ def train_piece(
     max_epochs: int | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    resume_path: str | Path | None = None,
 ) -> dict[str, torch.Tensor]:
     """Train the piece's autoencoder on (H,W) normalized, NaN-free fine images; return the best encoder weights.
 
     Patches come from a grid with an edge-flush last patch; a random `val_fraction` of them validates. Training
     patches get random flips. Adam + ReduceLROnPlateau on the validation loss; the encoder of the epoch with the
     lowest validation loss is returned (CPU tensors). `max_epochs` overrides the recipe (demos, tests); `device`
-    defaults to CUDA when available. `progress`: a progress bar on a terminal, else a log line per epoch.
+    defaults to CUDA when available. `progress`: a progress bar on a terminal, else a log line per epoch. With
+    `resume_path`, the complete state is saved there after every epoch and an interrupted call continues from it
+    (same result as an uninterrupted one); the file is removed at the end.
     """
     recipe = _check_recipe(piece)
     patch, stride, batch_size = int(recipe["patch"]), int(recipe["stride"]), int(recipe["batch_size"])
@@ -252,9 +257,17 @@ def train_piece(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=recipe["plateau_factor"], patience=recipe["plateau_patience"]
     )
-    best_loss, best_state = math.inf, None
+    best_loss, best_state, first = math.inf, None, 0
+    if resume_path is not None and Path(resume_path).is_file():
+        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        ae.load_state_dict(saved["autoencoder"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        best_loss, best_state, first = saved["best_loss"], saved["best_state"], saved["epoch"]
     log_lines = progress and not sys.stdout.isatty()  # a log file or SLURM: no bar is drawn there
-    bar = tqdm(range(epochs), desc=f"pre-training {piece.name}", unit="epoch", disable=not progress or log_lines)
+    bar = tqdm(range(first, epochs), desc=f"pre-training {piece.name}", unit="epoch",
+               disable=not progress or log_lines, initial=first, total=epochs)
     started = time.time()
     for epoch in bar:
         ae.train()
@@ -284,7 +297,15 @@ def train_piece(
             log.info("pre-training %s: epoch %d/%d train=%.4g val=%.4g best=%.4g | %s/epoch, ETA %s", piece.name,
                      epoch + 1, epochs, train_sum / len(train_idx), val_loss, best_loss,
                      format_duration(elapsed / (epoch + 1)), format_duration(elapsed / (epoch + 1) * (epochs - epoch - 1)))
+        if resume_path is not None:
+            tmp = Path(f"{resume_path}.{os.getpid()}.part")
+            torch.save({"autoencoder": ae.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "generator": gen.get_state(), "best_loss": best_loss,
+                        "best_state": best_state, "epoch": epoch + 1}, tmp)
+            os.replace(tmp, resume_path)
     if best_state is None:
         raise ValueError(f"pretrained piece {piece.name!r}: no epoch finished (max_epochs={epochs}, validation "
                          f"loss {best_loss}); max_epochs must be >= 1 and the loss finite")
+    if resume_path is not None:
+        Path(resume_path).unlink(missing_ok=True)
     return best_state
