@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from stf_bench.errors import ConfigError, user_error
+from stf_bench.run_folder import RUN_JSON
 
 log = logging.getLogger(__name__)
 STOP_STATUS = {signal.SIGINT: "interrupted", signal.SIGTERM: "preempted", signal.SIGUSR2: "preempted"}
@@ -160,7 +161,7 @@ def requeued_checkpoint(output_dir: Path) -> tuple[str, int] | None:
 
     A requeued SLURM/submitit job runs again in the same output folder; it continues where it stopped.
     """
-    path = output_dir / "run.json"
+    path = output_dir / RUN_JSON
     if not path.is_file():
         return None
     info = json.loads(path.read_text())

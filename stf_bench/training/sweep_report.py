@@ -15,6 +15,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from stf_bench.run_folder import RUN_JSON
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ def job_rows(sweep_dir: Path) -> list[dict]:
     for folder in sorted(folders, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)):
         overrides_file = folder / ".hydra" / "overrides.yaml"
         overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else ""
-        run_json = folder / "run.json"
+        run_json = folder / RUN_JSON
         info = json.loads(run_json.read_text()) if run_json.is_file() else {"status": "no run.json"}
         rows.append({"job": folder.name, "status": info.get("status"), "overrides": overrides,
                      "reason": info.get("error") or info.get("reason") or "", "folder": str(folder)})
