@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUTPUTS ?= outputs
 DEMO_DIR := $(OUTPUTS)/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
-DEMO_ARGS ?=   # extra overrides for prepare and train (the README test shrinks the demo with them)
+DEMO_DATA ?=   # extra dataset overrides for prepare and train, and training overrides (the README test shrinks
+DEMO_TRAIN ?=  # the demo with them)
 
 .PHONY: install demo test benchmarks clean
 
@@ -20,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) prepare.py $(DEMO_ARGS)
-	$(PY) train.py --multirun experiment=quick hydra.sweep.dir=$(DEMO_DIR)/runs $(DEMO_ARGS)
+	$(PY) prepare.py $(DEMO_DATA)
+	$(PY) train.py --multirun experiment=quick hydra.sweep.dir=$(DEMO_DIR)/runs $(DEMO_DATA) $(DEMO_TRAIN)
 	$(PY) evaluate.py runs=$(DEMO_DIR)/runs hydra.run.dir=$(DEMO_DIR)/leaderboard
 
 test: install

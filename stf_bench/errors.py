@@ -20,6 +20,10 @@ class ConfigError(StfBenchError):
     """A configuration value that cannot work."""
 
 
+class TrainingDiverged(StfBenchError, FloatingPointError):
+    """The loss became NaN or infinite: a setting to change (learning rate, clipping), told without a traceback."""
+
+
 class SweepJobError(CompactHydraException):
     """A user error inside a --multirun job: it fails the job, and Hydra prints its message without a traceback."""
 

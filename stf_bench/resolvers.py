@@ -1,8 +1,11 @@
 """OmegaConf resolvers the configs use; entry points register them before Hydra composes anything."""
 
 import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
+
+CODE_DIR = str(Path(__file__).resolve().parents[1])
 
 
 def ensure_dir(path: str) -> str:
@@ -14,6 +17,9 @@ def ensure_dir(path: str) -> str:
 def register() -> None:
     # ${cwd:}: the directory the command runs in (Hydra's own is unset while a sweep's folder is being named)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+    # ${code_dir:}: the checkout stf_bench runs from (../shared beside it holds the Yanco sample), wherever the command
+    # runs
+    OmegaConf.register_new_resolver("code_dir", lambda: CODE_DIR, replace=True)
     # ${fixed_or:${model.fixed_size},64}: a model's only accepted patch size, else the given default
     OmegaConf.register_new_resolver("fixed_or", lambda fixed, default: fixed if fixed else default, replace=True)
     # sqlite:///${ensure_dir:${paths.outputs_dir}/optuna}/study.db: a study database on a fresh checkout

@@ -44,7 +44,7 @@ def readme_commands() -> list[str]:
 
 
 EXPECTED = {
-    "make demo": Expect(why="run as `make demo` with DEMO_ARGS shrinking the data and the training budget"),
+    "make demo": Expect(why="run as `make demo` with DEMO_DATA and DEMO_TRAIN shrinking the data and the budget"),
     "make test": Expect(why="the test suite itself: CI runs it"),
     "python prepare.py": Expect(TINY),
     "python prepare.py dataset=synthetic": Expect(TINY),
@@ -125,9 +125,9 @@ def test_readme_commands_run_in_order(tmp_path):
 
 @pytest.mark.slow
 def test_make_demo(tmp_path):
-    shrink = " ".join([*TINY, "trainer.max_time=00:00:00:05"])
     proc = run(f"STF_BENCH_ROOT={tmp_path} make -C {REPO} demo PY={sys.executable} OUTPUTS={tmp_path / 'outputs'} "
-               f"DEMO_ARGS='{shrink}'", tmp_path)
+               f"DEMO_DATA='dataset.source.n_dates=8' DEMO_TRAIN='trainer.max_time=00:00:00:05 pretrain_max_epochs=1'",
+               tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     (board,) = (tmp_path / "outputs" / "demo").glob("*/leaderboard/leaderboard.csv")
     import pandas as pd

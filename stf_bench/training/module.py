@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from stf_bench.data.normalization import AffineNorm
-from stf_bench.errors import ConfigError
+from stf_bench.errors import ConfigError, TrainingDiverged
 from stf_bench.metrics import scene_metrics
 from stf_bench.models.prediction import ScenePredictor
 from stf_bench.training.losses import CompositeLoss
@@ -88,7 +88,7 @@ class FusionModule(L.LightningModule):
     def _check_loss(self, loss: torch.Tensor, parts: dict) -> None:
         if not torch.isfinite(loss):
             details = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
-            raise FloatingPointError(
+            raise TrainingDiverged(
                 f"the training loss became {float(loss.detach())} at epoch {self.current_epoch}, "
                 f"step {self.global_step} "
                 f"({details}). Lower the learning rate (model.optimizer.lr), enable gradient clipping "

@@ -174,8 +174,8 @@ def _probe_training(cfg, datamodule, module, probe_batch: int, device, steps: in
     timer, peak = _StepTimer(), []
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[timer], max_steps=steps + 1, max_epochs=1,
                           max_time=None, fast_dev_run=False, devices=1, strategy="auto", enable_checkpointing=False,
-                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                          num_sanity_val_steps=0)
+                          enable_progress_bar=False, enable_model_summary=False, limit_train_batches=1.0,
+                          limit_val_batches=0, num_sanity_val_steps=0)
     # schedulers step on validation metrics, which the probe does not compute
     module.configure_optimizers = lambda: _optimizers_only(type(module).configure_optimizers(module))
     try:

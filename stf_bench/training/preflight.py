@@ -76,16 +76,11 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
 
 def check_sizes(cfg: DictConfig, datamodule) -> None:
     h, w = datamodule.store.grid.shape
-    patch, batch, per_epoch = cfg.datamodule.patch_size, cfg.datamodule.batch_size, cfg.datamodule.patches_per_epoch
+    patch = cfg.datamodule.patch_size  # (batch against patches_per_epoch: lifecycle.check_optimizer_steps)
     if patch > min(h, w):
         raise ConfigError(f"datamodule.patch_size={patch} (model.train.patch_size) is larger than the scene "
                           f"({h}x{w}) of {datamodule.store.path}. Use model.train.patch_size={min(h, w) // 2 * 2} or "
                           f"smaller.")
-    if batch > per_epoch:
-        raise ConfigError(f"datamodule.batch_size={batch} (model.train.batch_size) is larger than "
-                          f"datamodule.patches_per_epoch={per_epoch}: an epoch would hold no full batch (the last "
-                          f"partial batch is dropped) and nothing would train. Set datamodule.patches_per_epoch>={batch} "
-                          f"or model.train.batch_size<={per_epoch}.")
     for name, block in (cfg.model.net or {}).items():
         recipe = block.get("recipe") if isinstance(block, DictConfig) else None
         if recipe is not None and block.get("ckpt") is None and recipe.patch > min(h, w):

@@ -42,7 +42,7 @@ def test_optimizer_value_that_is_not_a_number(tiny, train_run, data_dir):
 
 def test_batch_larger_than_the_epoch(tiny, train_run, data_dir):
     refused_before_pretraining(train_run, data_dir, *tiny("edcstfn"), "seed=103", "model.train.batch_size=4",
-                               match=r"batch_size=4.*datamodule\.patches_per_epoch=2.*patches_per_epoch>=4")
+                               match=r"patches_per_epoch=2 is smaller than model\.train\.batch_size=4.*at least 4")
 
 
 @pytest.mark.parametrize("override, key", [("model.train.patch_size=96", r"datamodule\.patch_size=96"),

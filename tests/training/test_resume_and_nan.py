@@ -36,7 +36,15 @@ def test_nan_loss_stops_the_run_with_the_fix(tiny, train_run, tmp_path):
         train_run(*overrides, name="diverged")
     info = json.loads((tmp_path / "diverged" / "run.json").read_text())
     assert info["status"] == "failed"
-    assert info["error"].startswith("FloatingPointError: the training loss became")
+    assert info["error"].startswith("TrainingDiverged: the training loss became")
+
+
+def test_nan_loss_is_a_message_not_a_traceback(tiny, cli, data_dir):
+    proc = cli("train.py", *tiny("edcstfn"), "model.optimizer.lr=1e30", "datamodule.patches_per_epoch=8", "logger=csv",
+               f"paths.data_dir={data_dir}")
+    out = " ".join((proc.stdout + proc.stderr).replace("│", " ").split())
+    assert proc.returncode == 2 and "Traceback" not in out, out[-3000:]
+    assert "TrainingDiverged" in out and "Lower the learning rate (model.optimizer.lr)" in out
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\(\)`")

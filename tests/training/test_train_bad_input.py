@@ -49,4 +49,4 @@ def test_truncated_checkpoint(cli, tiny, data_dir, edcstfn_run, tmp_path):
     with open(broken, "r+b") as f:
         f.truncate(broken.stat().st_size // 2)
     proc = cli("train.py", *tiny("edcstfn"), f"ckpt_path={broken}", f"paths.data_dir={data_dir}")
-    check_refused(proc, "DataError", f"checkpoint {broken} cannot be read", "corrupt or truncated")
+    check_refused(proc, "DataError", f"checkpoint {broken} cannot be read", "corrupt, truncated")
