@@ -8,6 +8,7 @@ message that says so, or the composed launcher config. A README command without 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -74,10 +75,10 @@ EXPECTED = {
                rewrite=(("--multirun ", ""), ("model=edcstfn,ganstfm", "model=edcstfn"), ("seed=1,2,3", "seed=1"))),
     "python train.py --multirun hparams_search=ganstfm_optuna": Expect(
         (*TINY, *SHORT, *ENCODER_32, "hydra.sweeper.n_trials=2")),
+    # resumes the EDCSTFN run of the seasonal command above, so it repeats that run's data options
     "python train.py model=edcstfn ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt model.train.max_epochs=80":
-        Expect((*TINY, "model.train.patch_size=32", "datamodule.patches_per_epoch=2", "model.train.batch_size=2",
-                "pretrain_max_epochs=1",
-                "logger=csv", "pairing=previous", *ENCODER_32, "model.train.max_epochs=2")),
+        Expect(("dataset=synthetic", "split=seasonal", "seed=1", "dataset.source.height=64", "dataset.source.width=64",
+                "dataset.source.n_dates=24", *SHORT, "pairing=previous", *ENCODER_32, "model.train.max_epochs=2")),
     "python evaluate.py": Expect(("wandb.enabled=false", "baselines=[persistence,delta]")),
     "python evaluate.py runs=outputs/demo/<time>/runs baselines=[persistence,coarse,delta,starfm,fitfc]": Expect(
         ("wandb.enabled=false",)),
@@ -100,8 +101,9 @@ def run(command: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProc
 def placeholders(command: str, work: Path) -> str:
     """The README's placeholders, filled from what the commands before this one left in `work`."""
     raw = next((work / "data" / "synthetic_small").glob("raw-*"), None)
-    if "<run>" in command:
-        ckpt = next((work / "outputs" / "train" / "runs").glob("*/checkpoints/last.ckpt"))
+    if "<run>" in command:  # the EDCSTFN run before it
+        ckpt = next(p for p in sorted((work / "outputs" / "train" / "runs").glob("*/checkpoints/last.ckpt"))
+                    if json.loads((p.parent.parent / "run.json").read_text())["model"] == "edcstfn")
         command = command.replace("<run>", ckpt.parent.parent.name)
     if "<time>" in command:  # the demo's sweep: here the latest multirun folder stands for it
         sweep = sorted((work / "outputs" / "train" / "multirun").iterdir())[-1]
