@@ -14,12 +14,24 @@ def ensure_dir(path: str) -> str:
     return path
 
 
+def sweep_group(experiment: str) -> str:
+    """The W&B group of a job: its experiment, and in a --multirun also its sweep (one group per sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{experiment}/{Path(HydraConfig.get().sweep.dir).name}"
+    return experiment
+
+
 def register() -> None:
     # ${cwd:}: the directory the command runs in (Hydra's own is unset while a sweep's folder is being named)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
     # ${code_dir:}: the checkout stf_bench runs from (../shared beside it holds the Yanco sample), wherever the command
     # runs
     OmegaConf.register_new_resolver("code_dir", lambda: CODE_DIR, replace=True)
+    # ${sweep_group:${experiment_name}}: <experiment>/<sweep folder> in a --multirun, else <experiment>
+    OmegaConf.register_new_resolver("sweep_group", sweep_group, replace=True)
     # ${fixed_or:${model.fixed_size},64}: a model's only accepted patch size, else the given default
     OmegaConf.register_new_resolver("fixed_or", lambda fixed, default: fixed if fixed else default, replace=True)
     # sqlite:///${ensure_dir:${paths.outputs_dir}/optuna}/study.db: a study database on a fresh checkout

@@ -35,11 +35,21 @@ def _key(item) -> str:
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
-def read_offline_run(folder: Path) -> dict:
-    """run_id, name, group, job_type, tags, config, summary (last value per key), history rows, exit_code, metrics."""
+def read_offline_run(folder: Path, wait_s: float = 30.0) -> dict:
+    """run_id, name, group, job_type, tags, config, summary (last value per key), history rows, exit_code, metrics.
+
+    W&B's writer process may still be flushing after ``wandb.finish()`` returned: read until the exit record is there.
+    """
+    import time
+
     (path,) = Path(folder).glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    found = list(records(path))
+    while not any(r.WhichOneof("record_type") == "exit" for r in found) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = list(records(path))
     run = {"config": {}, "summary": {}, "history": [], "exit_code": None, "metrics": {}}
-    for record in records(path):
+    for record in found:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run

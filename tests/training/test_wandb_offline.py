@@ -9,6 +9,7 @@ import socket
 import threading
 
 import pytest
+from wandb_records import read_offline_run
 
 
 class Listener:
@@ -60,55 +61,12 @@ def test_wandb_without_key_logs_offline_in_the_run_folder(cli, tiny, data_dir, t
     assert log.count("W&B: no API key configured, logging offline") == 1
 
 
-def wandb_records(path):
-    """The records of an offline run-*.wandb file (a LevelDB-style log of protobuf records, 32 KiB blocks)."""
-    import struct
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, pos, chunks = path.read_bytes(), 7, b""  # 7-byte file header ":W&B" + magic + version
-    assert data[:4] == b":W&B"
-    while pos + 7 <= len(data):
-        left = 32768 - pos % 32768
-        if left < 7:  # a block's tail too short for a record header is padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunks += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last piece of one
-            yield pb.Record.FromString(chunks)
-            chunks = b""
-
-
 def offline_run(run_dir):
-    """(id, name, group, exit code, val/rmse summary, val/rmse history) of the one W&B run in a run folder.
-
-    W&B's writer process may still be flushing the file after `wandb.finish()` returned: read until the exit record
-    is there (a few seconds at most)."""
-    import time
-
+    """(id, name, group, exit code, val/rmse summary, val/rmse history) of the one W&B run in a run folder."""
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    for _ in range(60):
-        records = list(wandb_records(next(offline.glob("run-*.wandb"))))
-        if any(rec.WhichOneof("record_type") == "exit" for rec in records):
-            break
-        time.sleep(0.5)
-    run, exit_code, summary, history = None, None, None, []
-    for rec in records:
-        kind = rec.WhichOneof("record_type")
-        if kind == "run":
-            run = rec.run
-        elif kind == "exit":
-            exit_code = rec.exit.exit_code
-        elif kind in ("summary", "history"):
-            for item in (rec.summary.update if kind == "summary" else rec.history.item):
-                if "/".join([item.key, *item.nested_key]).strip("/") == "val/rmse":
-                    if kind == "summary":
-                        summary = json.loads(item.value_json)
-                    else:
-                        history.append(json.loads(item.value_json))
-    return run.run_id, run.display_name, run.run_group, exit_code, summary, history
+    run = read_offline_run(offline)
+    history = [row["val/rmse"] for row in run["history"] if "val/rmse" in row]
+    return run["run_id"], run["name"], run["group"], run["exit_code"], run["summary"].get("val/rmse"), history
 
 
 @pytest.mark.slow  # four jobs
@@ -120,7 +78,7 @@ def test_local_multirun_gives_one_finished_run_per_job(cli, tiny, data_dir, tmp_
     runs = [offline_run(job) for job in jobs]
     assert len({r[0] for r in runs}) == 4
     assert [r[1] for r in runs] == [f"edcstfn-synthetic_small-chronological-s{s}" for s in (1, 2, 3, 4)]
-    assert {r[2] for r in runs} == {"train"}  # experiment_name
+    assert {r[2] for r in runs} == {f"train/{jobs[0].parent.name}"}  # experiment_name/sweep
     for job, (run_id, _, _, exit_code, summary, history) in zip(jobs, runs):
         assert exit_code == 0 and len(history) == 2
         assert summary == {"min": min(history)}
