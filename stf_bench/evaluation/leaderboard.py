@@ -102,10 +102,9 @@ def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.Data
         + shown.to_markdown(index=False) + "\n")
     latex = shown.to_latex(index=False, caption=" ".join(header), label="tab:stf_bench", escape=True)
     (out_dir / "leaderboard.tex").write_text(latex.replace("±", r"$\pm$").replace("²", r"$^2$"))
-    (out_dir / "leaderboard.html").write_text(
-        "<html><head><meta charset='utf-8'><title>stf_bench leaderboard</title></head><body>"
-        "<h1>stf_bench leaderboard</h1><ul>" + "".join(f"<li>{h}</li>" for h in header) + "</ul>"
-        + shown.to_html(index=False, border=0) + "</body></html>\n")
+    from stf_bench.evaluation.html_page import leaderboard_page  # it imports METRICS from here
+
+    (out_dir / "leaderboard.html").write_text(leaderboard_page(table, shown, header), encoding="utf-8")
     images = {}
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(exist_ok=True)

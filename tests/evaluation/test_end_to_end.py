@@ -48,7 +48,7 @@ def test_leaderboard_files(pipeline):
     assert md.count("| edcstfn ") == 1 and " ± " in md  # mean ± std over the two seeds
     tex, html = (board / "leaderboard.tex").read_text(), (board / "leaderboard.html").read_text()
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "L = 60 K" in tex
-    assert html.count("</tr>") == 1 + 4 and "L = 60 K" in html
+    assert html.count('<tr class="row">') == 4 and html.count('<tr class="context">') == 1 and "L = 60 K" in html
     (context,) = set(table["context"])
     for kind in ("rmse", "scene"):
         (figure,) = (board / "figures").glob(f"{kind}_synthetic_small_reproject_*_{context}.png")
