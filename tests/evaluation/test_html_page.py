@@ -1,8 +1,11 @@
 """leaderboard.html from a hand-made two-context table: direction arrows, the best value marked per context, text
-escaped, nothing fetched from the network; and the page as headless Chromium renders it at 1400 px."""
+escaped, nothing fetched from the network; the page as headless Chromium renders it at 1400 px; and the terminal
+tables evaluate.py prints from the same table."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import shutil
 import struct
 import subprocess
@@ -13,6 +16,8 @@ import pandas as pd
 import pytest
 
 from stf_bench.evaluation.html_page import DIRECTION, leaderboard_page
+from rich.console import Console
+
 from stf_bench.evaluation.leaderboard import METRICS, display_table, header_lines, leaderboard_table
 
 EVIL = "<b>evil</b> & co"
@@ -160,3 +165,23 @@ def test_page_in_headless_chromium(page, tmp_path):
     assert {h["data-key"]: h for h in board.heads}["r"]["aria-sort"] == "descending"
     assert [[row["model"]["text"] for row in body["rows"]] for body in board.bodies] == [
         [EVIL, "m1", "delta"], ["m1", EVIL]]
+
+
+def test_terminal_tables_print_whole_names_one_table_per_context():
+    spec = importlib.util.spec_from_file_location("evaluate_entry", Path(__file__).parents[2] / "evaluate.py")
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    result = _result()
+    table = leaderboard_table(result["per_scene"], result["runs"])
+    long_name = "ganstfm (reconstructed) · recipe 0e88907"
+    table.loc[0, "name"] = long_name  # the longest kind of name: a second recipe of a reconstructed design
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)  # the width evaluate.py prints at
+    for rich_table in entry.leaderboard_tables(table, display_table(table)):
+        console.print(rich_table)
+    text = out.getvalue()
+    assert "…" not in text
+    assert f"│ {long_name} │ re-implementation │" in text and text.count("re-implementation") == 5
+    assert text.count("stf_bench leaderboard: ") == 2
+    assert "stf_bench leaderboard: synthetic_small [0e88907] reproject, split chronological, pairing previous" in text
+    assert "yanco [ab12] reproject" in text and "PSNR [dB]" in text  # brackets are text, not rich markup
