@@ -52,29 +52,48 @@ def _implausible(counts: dict | None, sensor: str) -> Text:
     return Text(str(n))
 
 
-def quicklook(path: Path, dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4) -> None:
-    """Fine, coarse (on the fine grid) and the observed mask for `n` evenly spread dates, shared colour scale."""
+MASK_CODES = (("neither", "#d9d9d9"), ("fine only", "#4daf4a"), ("coarse only", "#377eb8"), ("both", "#e41a1c"))
+
+
+def quicklook_figure(dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4):
+    """Fine, coarse (on the fine grid) and the observed mask for `n` evenly spread dates. Each date has its own
+    colour scale (its 1-99 % over both sensors), so a winter scene is not black on a summer scale; the mask codes
+    have a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     picks = np.unique(np.linspace(0, len(dates) - 1, min(n, len(dates))).round().astype(int))
-    finite = values[picks][np.isfinite(values[picks])]
-    vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0, 1)
-    fig, axes = plt.subplots(3, len(picks), figsize=(3 * len(picks), 9), squeeze=False)
+    mask_cmap = ListedColormap([colour for _, colour in MASK_CODES])
+    lst_cmap = plt.get_cmap("inferno").with_extremes(bad="#9e9e9e")
+    fig, axes = plt.subplots(3, len(picks), figsize=(3.2 * len(picks), 10), squeeze=False, layout="constrained")
     for col, k in enumerate(picks):
+        finite = values[k][np.isfinite(values[k])]
+        vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
         panels = (
-            (values[k, 0], "fine (Landsat) K", {"vmin": vmin, "vmax": vmax, "cmap": "inferno"}),
-            (values[k, 1], "coarse (MODIS) K", {"vmin": vmin, "vmax": vmax, "cmap": "inferno"}),
-            (observed[k, 0].astype(float) + 2 * observed[k, 1], "observed: 1 fine, 2 coarse, 3 both",
-             {"vmin": 0, "vmax": 3, "cmap": "viridis"}),
+            (values[k, 0], "fine (Landsat)", {"vmin": vmin, "vmax": vmax, "cmap": lst_cmap}),
+            (values[k, 1], "coarse (MODIS)", {"vmin": vmin, "vmax": vmax, "cmap": lst_cmap}),
+            (observed[k, 0].astype(int) + 2 * observed[k, 1], "observed",
+             {"vmin": -0.5, "vmax": 3.5, "cmap": mask_cmap, "interpolation": "nearest"}),
         )
         for row, (img, title, style) in enumerate(panels):
             image = axes[row, col].imshow(img, **style)
             axes[row, col].set_title(f"{dates[k]}\n{title}", fontsize=8)
             axes[row, col].axis("off")
-            if row == 0 and col == len(picks) - 1:
-                fig.colorbar(image, ax=axes[:2].ravel().tolist(), shrink=0.6, label="LST [K]")
+            if row == 1:
+                fig.colorbar(image, ax=axes[1, col], shrink=0.8, orientation="horizontal",
+                             label=f"LST [K], {dates[k]} (grey: no data)")
+    fig.legend(handles=[Patch(color=colour, label=label) for label, colour in MASK_CODES], loc="outside lower center",
+               ncol=len(MASK_CODES), fontsize=8, title="observed", title_fontsize=8)
+    return fig
+
+
+def quicklook(path: Path, dates: list, values: np.ndarray, observed: np.ndarray, n: int = 4) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = quicklook_figure(dates, values, observed, n)
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -250,9 +250,12 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
                 first = context.specs[0]
                 ref = np.asarray(context.store.values[first.target, 0], dtype=np.float64)
                 ref[~np.asarray(context.store.observed[first.target, 0])] = np.nan
+                coarse = np.asarray(context.store.values[first.target, 1], dtype=np.float64)
+                coarse[~np.asarray(context.store.observed[first.target, 1])] = np.nan
                 figures[ident["context"]]["models"][meta["model"]] = {
                     "rmse_run": summary["rmse_run"], "ref": ref, "pred": preds[rows[0]["date"]],
-                    "date": rows[0]["date"], "label": meta["label"]}
+                    "label": meta["label"], "coarse": coarse,
+                    "dates": ",".join(context.store.dates[i].isoformat() for i in (first.target, *first.refs))}
     if not summaries:
         raise DataError("evaluate: nothing could be scored: " + "; ".join(
             f"{f['method']} ({f['context']}): {f['reason']}" for f in failed[:5]))

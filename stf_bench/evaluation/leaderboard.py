@@ -115,10 +115,11 @@ def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.Data
                  f"pairing {ident['pairing']}")
         sub = table[table.context == context]
         images[f"rmse_{stem}"] = rmse_bar_chart(fig_dir / f"rmse_{stem}.png", list(sub["name"]),
-                                                list(sub["rmse_mean"]), list(sub["rmse_std"]), title)
+                                                list(sub["rmse_mean"]), list(sub["rmse_std"]), list(sub["family"]),
+                                                title)
         first = next(iter(by_model.values()))
         preds = {display_name(m, f["label"]): f["pred"] for m, f in
                  sorted(by_model.items(), key=lambda kv: kv[1]["rmse_run"])}
         images[f"scene_{stem}"] = save_comparison(fig_dir / f"scene_{stem}.png", first["ref"], preds,
-                                                  f"{title}\n{first['date']}: best run of each model")
+                                                  f"{title}\nbest run of each model", first["dates"], first["coarse"])
     return table, shown, images

@@ -243,6 +243,7 @@ def _log_prediction_images(loggers, module, datamodule) -> None:
     pred = module.predict_kelvin({k: v.to(module.device) if torch.is_tensor(v) else v for k, v in batch.items()})
     ref = module.norm.to_kelvin(batch["fine_tgt"][0, 0].numpy())
     ref[~batch["valid_tgt"][0, 0].numpy()] = np.nan
-    image = scene_panel(ref, pred[0, 0].cpu().numpy(), title=f"{module.model_cfg['id']} {sample['meta']['dates']}")
+    image = scene_panel(ref, pred[0, 0].cpu().numpy(), title=module.model_cfg["id"],
+                        dates=sample["meta"]["dates"])
     for lg in wandb_loggers:
         lg.log_image(key="test/prediction", images=[image])
