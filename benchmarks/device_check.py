@@ -232,7 +232,7 @@ def _ddp_worker(rank: int, world: int, model_id: str, data_dir: str, s: dict, ba
 
 def check_ddp(model_id: str, data_dir: str, device: torch.device, s: dict, budget: Budget) -> dict:
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-    row = {"model": model_id, "variant": f"DDP x{max(gpus, 2)} bf16", "batch_per_gpu": None}
+    row = {"model": model_id, "variant": "DDP x2 bf16"}
     if gpus < 2:
         row["status"] = "skipped (no GPU)" if gpus == 0 else "skipped (1 GPU)"
         return row
