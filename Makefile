@@ -9,7 +9,7 @@ DEMO_DIR := $(OUTPUTS)/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 DEMO_DATA ?=   # extra dataset overrides for prepare and train, and training overrides (the README test shrinks
 DEMO_TRAIN ?=  # the demo with them)
 
-.PHONY: install demo test benchmarks clean
+.PHONY: install demo test benchmarks gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ test: install
 	WANDB_MODE=offline NO_GCE_CHECK=true SQLALCHEMY_SILENCE_UBER_WARNING=1 $(PY) -m pytest -q
 
 benchmarks: install
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do $(PY) $$b || exit 1; done
+
+# every model's training and inference speed on this machine's GPU (< 8 min) -> benchmarks/results/<device>.md/.json
+gpu-check: install
+	$(PY) benchmarks/device_check.py
 
 clean:
 	rm -rf outputs multirun wandb

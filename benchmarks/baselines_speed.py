@@ -59,15 +59,10 @@ def scene(size: int, seed: int = 0) -> dict[str, np.ndarray]:
 def child(method: str, overrides: dict, size: int, threads: int) -> dict:
     """Build the method from its YAML, predict the scene once, report seconds and peak RSS of this process."""
     import torch
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from _speed import build_classical
 
     torch.set_num_threads(threads)
-    cfg = OmegaConf.load(REPO / "conf" / "model" / f"{method}.yaml")
-    root = OmegaConf.create({"dataset": {"coarse_block": COARSE_BLOCK}, "model": cfg})
-    net = OmegaConf.to_container(root.model.net, resolve=True)
-    net.update(device="cpu", **overrides)
-    model = instantiate(net)
+    model, _ = build_classical(method, COARSE_BLOCK, device="cpu", **overrides)
     s = scene(size)
     t = lambda a: torch.tensor(a, dtype=torch.float32)[None, None]  # noqa: E731
     sample = {"fine_ref": t(s["F1"]), "coarse_ref": t(s["C1"]), "coarse_tgt": t(s["C2"])}

@@ -5,39 +5,30 @@
 Prints one table: training samples/s (on the device named; bf16 autocast on CUDA), the loader's samples/s alone and
 its ratio to the training rate (target: >= 5x, so loading is never the bottleneck), and seconds per 950 x 950
 scene. Uses the real datamodule on synthetic_small for patches; the scene is random LST-like data.
+`benchmarks/device_check.py` (`make gpu-check`) measures the same at the published settings, with variants.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from stf_bench.models.prediction import predict_scene
-from stf_bench.resolvers import register
-from stf_bench.training.registry import lightning_module_class
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _speed import autocast, batch_to, build_module, compose_train, random_scene, sync, train_step  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def _batch_to(batch: dict, device) -> dict:
-    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+from stf_bench.models.prediction import predict_scene  # noqa: E402
 
 
 def measure(model_id: str, data_dir: str, steps: int, device: torch.device, batch_size: int, patch: int) -> dict:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={model_id}", f"paths.data_dir={data_dir}", "paths.root_dir=.",
-                                          "logger=none", "pretrain_max_epochs=1"], return_hydra_config=False)
-    with open_dict(cfg):
-        cfg.paths.output_dir = data_dir
+    cfg = compose_train(model_id, data_dir)
     patch = int(cfg.model.fixed_size or patch)
     cfg.datamodule.patch_size = patch
     cfg.datamodule.batch_size = batch_size
@@ -48,46 +39,23 @@ def measure(model_id: str, data_dir: str, steps: int, device: torch.device, batc
     batches = [next(loader) for _ in range(steps)]
     loader_rate = steps * batch_size / (time.perf_counter() - started)
 
-    cls = lightning_module_class(cfg.model.lightning_module)
-    module = cls(model_cfg=OmegaConf.to_container(cfg.model, resolve=True), norm=dm.norm.to_json(),
-                 data_range_k=float(cfg.dataset.data_range_k), dataset_id={}).to(device)
-    for piece in getattr(module.net, "pretrained_pieces", lambda: [])():
-        module.net.load_pretrained(piece.name, piece.build_autoencoder().encoder.state_dict())
-    net = module.net.train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
-
-    def step(batch):
-        optimizer.zero_grad()
-        with autocast:
-            if hasattr(net, "compute_loss"):
-                loss = net.compute_loss(batch, 0)["loss"]
-            else:
-                loss = module.loss_fn(net(batch), batch)["loss"]
-        loss.backward()
-        optimizer.step()
-
-    step(_batch_to(batches[0], device))  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    module = build_module(cfg, dm, device)
+    bf16 = device.type == "cuda"
+    step = train_step(module, bf16, device)
+    step(batch_to(batches[0], device))  # warm-up
+    sync(device)
     started = time.perf_counter()
     for batch in batches:
-        step(_batch_to(batch, device))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(batch_to(batch, device))
+    sync(device)
     train_rate = steps * batch_size / (time.perf_counter() - started)
 
-    net.eval()
-    gen = torch.Generator().manual_seed(0)
-    scene = {k: torch.rand((1, 1, 950, 950), generator=gen).to(device)
-             for k in ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")}
+    net = module.net.eval()
+    scene = random_scene(950, device)
     started = time.perf_counter()
-    with autocast:
+    with torch.no_grad(), autocast(device, bf16):
         predict_scene(net, scene, cfg.model.size_multiple or 1, cfg.model.fixed_size)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return {"model": model_id, "batch": batch_size, "patch": patch, "train": train_rate, "loader": loader_rate,
             "scene_s": time.perf_counter() - started}
 
@@ -100,7 +68,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=128, help="patch side (fixed-size models use their own)")
     args = parser.parse_args()
-    register()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
