@@ -24,6 +24,12 @@ def sweep_group(experiment: str) -> str:
     return experiment
 
 
+def _study_seed(seed, storage: str, study_name: str):
+    from stf_bench.training.sweeps import study_seed
+
+    return study_seed(seed, storage, study_name)
+
+
 def register() -> None:
     # ${cwd:}: the directory the command runs in (Hydra's own is unset while a sweep's folder is being named)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
@@ -36,6 +42,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("fixed_or", lambda fixed, default: fixed if fixed else default, replace=True)
     # sqlite:///${ensure_dir:${paths.outputs_dir}/optuna}/study.db: a study database on a fresh checkout
     OmegaConf.register_new_resolver("ensure_dir", ensure_dir, replace=True)
+    # ${study_seed:1234,<storage>,<study>}: the seed plus the trials already in the study (a resumed study draws anew)
+    OmegaConf.register_new_resolver("study_seed", _study_seed, replace=True)
     # ${default_pairing:${model.n_refs}}: the pairing a model gets unless the command names one
     OmegaConf.register_new_resolver("default_pairing", lambda n_refs: "two_refs" if int(n_refs) >= 2 else "previous",
                                     replace=True)

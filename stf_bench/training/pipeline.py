@@ -26,9 +26,12 @@ from stf_bench.data.gapfill import progressive_focal_mean
 from stf_bench.errors import ConfigError, DataError
 from stf_bench.models.param_table import inference_parameters
 from stf_bench.run_folder import RESOLVED_CONFIG, load_checkpoint_file, recipe_hash, write_run_json
+from stf_bench.training.config_tree import print_config_tree
 from stf_bench.training.lifecycle import (PeakMemory, Signals, StopAtBatchEnd, check_optimizer_steps, check_trained,
                                           end_state, last_checkpoint_path, requeued_checkpoint, run_info)
 from stf_bench.training.module import finite_or_none
+from stf_bench.training.objective import (MetricHistory, check_direction, direction, objective_value,
+                                          sweeper_direction)
 from stf_bench.training.plan import announce_plan
 from stf_bench.training.preflight import preflight, pretrained_cache_path
 from stf_bench.training.registry import LIGHTNING_MODULES, lightning_module_class
@@ -128,8 +131,14 @@ def quiet_libraries() -> None:
 
 
 def train(cfg: DictConfig) -> float:
-    """Train and test one configuration; returns the best validation RMSE in K (the sweep objective)."""
+    """Train and test one configuration; returns the best value of `optimized_metric` (the sweep objective)."""
+    from hydra.core.hydra_config import HydraConfig
+
     started = time.time()
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    check_direction(cfg, sweeper_direction(hydra_cfg))
+    if cfg.get("print_config") and (hydra_cfg is None or str(hydra_cfg.job.get("num", 0)) in ("0", "None")):
+        print_config_tree(cfg)  # in a sweep, its first job only
     quiet_libraries()
     output_dir = Path(cfg.paths.output_dir)
     info = run_info(cfg)
@@ -154,7 +163,7 @@ def train(cfg: DictConfig) -> float:
     info.update(result, status="finished", wall_time_s=round(time.time() - started, 2), **finish_wandb(exit_code=0))
     write_run_json(output_dir, info)
     log.info("run finished: %s", output_dir)
-    return info["best_val_rmse"] if info.get("best_val_rmse") is not None else float("inf")
+    return objective_value(info["objective"]["value"], cfg.optimized_metric)
 
 
 def _setup(cfg: DictConfig, output_dir: Path, info: dict):
@@ -192,7 +201,8 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
             wandb_mode_default()
         trainer = instantiate(cfg.trainer, logger=make_loggers(cfg, ids) or False, callbacks=[], max_epochs=0)
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-        return {"test": {k: finite_or_none(v) for k, v in test.items()}, "best_val_rmse": None, "checkpoints": {}}
+        return {"test": {k: finite_or_none(v) for k, v in test.items()}, "best_val_rmse": None, "checkpoints": {},
+                "objective": _objective(cfg, None)}
 
     if cfg.ckpt_path:
         check_resume(cfg.ckpt_path, ids, cfg.model.id)  # before pre-training: a wrong checkpoint fails at once
@@ -206,7 +216,8 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
     loggers = make_loggers(cfg, ids)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     stop = StopAtBatchEnd(signals, last_checkpoint_path(callbacks))
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, stop])
+    history = MetricHistory(cfg.optimized_metric)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, stop, history])
     with signals.deferred("training"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     check_trained(trainer)
@@ -217,6 +228,7 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     last = next((c.best_model_path for c in savers if not c.monitor and c.best_model_path), None)  # latest epoch
     best_score, epochs = (checkpoint.best_model_score if checkpoint else None), trainer.current_epoch
+    objective = _objective(cfg, history.best(trainer))
     test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0] if best else \
         trainer.test(module, datamodule=datamodule, verbose=False)[0]
     _log_prediction_images(loggers, module, datamodule)
@@ -225,8 +237,15 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
         "epochs": epochs,
         "test": {k: finite_or_none(v) for k, v in test.items()},
         "checkpoints": {"best": best, "last": last},
+        "objective": objective,
         **memory.result(module.device),
     }
+
+
+def _objective(cfg: DictConfig, value: float | None) -> dict:
+    """run.json's record of what the sweep optimizes and this run's best value of it."""
+    return {"metric": cfg.optimized_metric, "direction": direction(cfg.optimized_metric),
+            "value": finite_or_none(value) if value is not None else None}
 
 
 def _log_prediction_images(loggers, module, datamodule) -> None:

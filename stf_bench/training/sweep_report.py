@@ -1,5 +1,8 @@
 """The table that ends a `train.py --multirun`: every job's status, the reason when it did not finish, its folder.
 
+An Optuna sweep also gets each trial's number, parameters, value, run folder and best checkpoint, in the sweep's
+`optimization_results.yaml` and in each trial's run.json, and ends with its best run and the command that scores it.
+
 Hydra stops a sweep by raising the first failed job's error, and then skips `on_multirun_end`; the table is therefore
 also printed at interpreter exit, once, so a sweep with failures still lists every job.
 """
@@ -16,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from stf_bench.run_folder import RUN_JSON
+from stf_bench.training.sweeps import record_trials, study_size
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +55,13 @@ class SweepReport(Callback):
 
     def __init__(self) -> None:
         self.sweep_dir: Path | None = None
+        self.optuna: DictConfig | None = None  # the Optuna sweeper's config
+        self.first_trial = 0                   # trials in the study before this sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+            self.optuna, self.first_trial = config.hydra.sweeper, study_size(config.hydra.sweeper)
         atexit.register(self.report)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -71,3 +79,8 @@ class SweepReport(Callback):
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         log.info("sweep %s: %d jobs (%s)\n%s", sweep_dir, len(rows), summary, format_table(rows))
+        best = record_trials(self.optuna, sweep_dir, self.first_trial) if self.optuna is not None else None
+        if best is not None:
+            log.info("best trial of this sweep: #%d, value %s, params %s\n  run folder %s\n  checkpoint %s\n"
+                     "  score it: python evaluate.py runs=%s", best["number"], best["value"], best["params"],
+                     best["run"], best["checkpoint"], best["run"])

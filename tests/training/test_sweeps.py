@@ -36,10 +36,28 @@ def test_optuna_study_in_sqlite_resumes(cli, tiny, data_dir, tmp_path):
     results = yaml.safe_load(next(outputs.glob("train/multirun/*/optimization_results.yaml")).read_text())
     assert results["best_value"] == pytest.approx(min(t.value for t in study.trials))
 
-    second = cli("train.py", *args, "hydra.sweeper.n_trials=1")
+    # each trial's number, params, value, run folder and best checkpoint, in the results and in its run.json
+    assert [t["number"] for t in results["trials"]] == [0, 1]
+    for row, trial in zip(results["trials"], study.trials):
+        assert (row["params"], row["value"]) == (trial.params, pytest.approx(trial.value))
+        run = json.loads((Path(row["run"]) / "run.json").read_text())
+        assert run["trial"]["number"] == trial.number and run["checkpoints"]["best"] == row["checkpoint"]
+        assert Path(row["checkpoint"]).is_file()
+    best = min(results["trials"], key=lambda r: r["value"])
+    assert results["best_run"] == best["run"]
+    assert f"python evaluate.py runs={best['run']}" in first.stderr + first.stdout
+
+    second = cli("train.py", *args)
     assert second.returncode == 0, second.stderr[-3000:]
     study = optuna.load_study(study_name="edcstfn_optuna", storage=f"sqlite:///{db}")
-    assert [t.number for t in study.trials] == [0, 1, 2] and len(sweep_runs(outputs)) == 3
+    assert [t.number for t in study.trials] == [0, 1, 2, 3] and len(sweep_runs(outputs)) == 4
+    # the resumed study draws new trials (a fixed sampler seed replayed trials 0 and 1 as 2 and 3)
+    old, new = [t.params["model.optimizer.lr"] for t in study.trials[:2]], \
+        [t.params["model.optimizer.lr"] for t in study.trials[2:]]
+    assert not set(old) & set(new)
+    (second_sweep,) = [p for p in outputs.glob("train/multirun/*/optimization_results.yaml")
+                       if p.parent != next(outputs.glob("train/multirun/*/optimization_results.yaml")).parent]
+    assert [t["number"] for t in yaml.safe_load(second_sweep.read_text())["trials"]] == [2, 3]
 
 
 def test_submitit_local_launcher_runs_one_job(cli, tiny, data_dir, tmp_path):
