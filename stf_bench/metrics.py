@@ -39,6 +39,10 @@ OPTIONAL_METRICS = ("psnr_scene_range", "ergas", "within_1k", "within_2k")
 _COUNT_KEYS = ("n_pixels", "n_pred_nonfinite", "sse", "ssim_centres")
 
 
+# which value of each leaderboard metric is best (metrics.md): lowest, highest, or closest to zero (signed metrics)
+BEST = {"rmse": "low", "mae": "low", "bias": "zero", "ubrmse": "low", "r": "high", "r2": "high", "ssim": "high",
+        "psnr": "high", "edge": "zero", "lbp": "zero", "skill": "high"}
+
 def _image(name: str, a) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 2:

@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from stf_bench.evaluation.leaderboard import DECIMALS, METRICS
+from stf_bench.metrics import BEST
 
 # which value is best: "low" (↓), "high" (↑) or "zero" (signed, closest to 0); metrics.md gives the reasons
-DIRECTION = {"rmse": "low", "mae": "low", "bias": "zero", "ubrmse": "low", "r": "high", "r2": "high",
-             "ssim": "high", "psnr": "high", "edge": "zero", "lbp": "zero", "skill": "high"}
 ARROW = {"low": ("↓", "lower is better"), "high": ("↑", "higher is better"), "zero": ("→0", "closest to 0 is best")}
 # columns shown beside the metrics: displayed title -> numeric column of the leaderboard table (None: sort by text)
 LEADING = {"Model": None, "Source": None, "Family": None, "Seeds": "n_runs"}
@@ -107,15 +106,15 @@ def leaderboard_page(table: pd.DataFrame, shown: pd.DataFrame, header: list[str]
         cls = ' class="model"' if title == "Model" else ""
         heads.append(f'<th{cls} data-key="{escape(col or title.lower())}">{escape(title)}</th>')
     for key, title in METRICS.items():
-        arrow, meaning = ARROW[DIRECTION[key]]
+        arrow, meaning = ARROW[BEST[key]]
         extra = f'<span class="range">{escape(range_note)}</span>' if key in ("ssim", "psnr") else ""
-        heads.append(f'<th data-key="{key}" data-best="{DIRECTION[key]}" title="{escape(meaning)}">{escape(title)}'
+        heads.append(f'<th data-key="{key}" data-best="{BEST[key]}" title="{escape(meaning)}">{escape(title)}'
                      f'<span class="dir">{arrow}</span>{extra}</th>')
     heads += [f'<th data-key="{col}">{escape(title)}</th>' for title, col in TRAILING.items()]
 
     bodies = []
     for _, group in table.groupby("context", sort=False):
-        best = {key: best_rows(group[f"{key}_mean"], DIRECTION[key], DECIMALS.get(key, 2)) for key in METRICS}
+        best = {key: best_rows(group[f"{key}_mean"], BEST[key], DECIMALS.get(key, 2)) for key in METRICS}
         rows = [f'<tr class="context"><th colspan="{len(heads)}"><span>{escape(_context_label(group.iloc[0]))}'
                 f"</span></th></tr>"]
         for idx, row in group.iterrows():

@@ -99,7 +99,7 @@ def write_leaderboard(result: dict, out_dir: Path, border: int) -> tuple[pd.Data
     table.to_csv(out_dir / "leaderboard.csv", index=False)
     (out_dir / "leaderboard.md").write_text(
         "# stf_bench leaderboard\n\n" + "\n".join(f"- {h}" for h in header) + "\n\n"
-        + shown.to_markdown(index=False) + "\n")
+        + shown.to_markdown(index=False, disable_numparse=True) + "\n")  # a hash such as 72660e3 stays text
     latex = shown.to_latex(index=False, caption=" ".join(header), label="tab:stf_bench", escape=True)
     (out_dir / "leaderboard.tex").write_text(latex.replace("±", r"$\pm$").replace("²", r"$^2$"))
     from stf_bench.evaluation.html_page import leaderboard_page  # it imports METRICS from here

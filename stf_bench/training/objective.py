@@ -14,9 +14,10 @@ import lightning as L
 from omegaconf import DictConfig
 
 from stf_bench.errors import ConfigError
+from stf_bench.metrics import BEST
 
-MAXIMIZED = {"ssim", "psnr", "r", "r2", "skill"}  # higher is better
-SIGNED = {"bias", "edge", "lbp"}                 # best at zero: the objective is the magnitude
+MAXIMIZED = {k for k, best in BEST.items() if best == "high"}
+SIGNED = {k for k, best in BEST.items() if best == "zero"}  # best at zero: the objective is the magnitude
 
 
 def direction(metric: str) -> str:

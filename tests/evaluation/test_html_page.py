@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stf_bench.evaluation.html_page import DIRECTION, leaderboard_page
+from stf_bench.evaluation.html_page import leaderboard_page
 from rich.console import Console
 
 from stf_bench.evaluation.leaderboard import METRICS, display_table, header_lines, leaderboard_table
+from stf_bench.metrics import BEST
 
 EVIL = "<b>evil</b> & co"
 # context -> model -> metrics; A and B differ in their best model, and |Bias|/|EDGE|/|LBP| are best near 0, not lowest
@@ -97,7 +98,7 @@ def page() -> str:
 
 
 def test_every_metric_has_a_direction():
-    assert set(DIRECTION) == set(METRICS)
+    assert set(BEST) == set(METRICS)
 
 
 def test_headers_carry_units_arrows_and_data_range(page):
