@@ -65,7 +65,7 @@ EXPECTED = {
         ("dataset.source.height=256", "dataset.source.width=256"), returncode=2, phrases=("trainer", "GPU"),
         why="no GPU here: refused before any work"),
     "python train.py model=ganstfm trainer=debug": Expect(("logger=csv",)),
-    "python train.py model=edcstfn debug=fdr": Expect(("logger=csv",)),
+    "python train.py model=swinstfm debug=fdr": Expect(("logger=csv",)),
     "python train.py --multirun model=edcstfn,ganstfm,swinstfm seed=1,2,3": Expect(tuple(SWEEP_SMALL)),
     "python train.py --multirun hydra/launcher=joblib model=edcstfn seed=1,2": Expect(
         (*TINY, *SHORT, *ENCODER_32, "pairing=previous")),

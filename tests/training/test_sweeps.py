@@ -55,8 +55,9 @@ def test_optuna_study_in_sqlite_resumes(cli, tiny, data_dir, tmp_path):
     old, new = [t.params["model.optimizer.lr"] for t in study.trials[:2]], \
         [t.params["model.optimizer.lr"] for t in study.trials[2:]]
     assert not set(old) & set(new)
-    (second_sweep,) = [p for p in outputs.glob("train/multirun/*/optimization_results.yaml")
-                       if p.parent != next(outputs.glob("train/multirun/*/optimization_results.yaml")).parent]
+    # sweep folders are named by their start time, so sorted order is run order (glob order is the file system's)
+    first_sweep, second_sweep = sorted(outputs.glob("train/multirun/*/optimization_results.yaml"))
+    assert [t["number"] for t in yaml.safe_load(first_sweep.read_text())["trials"]] == [0, 1]
     assert [t["number"] for t in yaml.safe_load(second_sweep.read_text())["trials"]] == [2, 3]
 
 
