@@ -98,11 +98,12 @@ def comparison_figure(ref: np.ndarray, preds: dict[str, np.ndarray], title: str 
         ax.set_yticks([])
         if not ax.images:
             ax.set_frame_on(False)
-    lst_axes = [axes[2 * b, c] for b in range(blocks) for c in range(cols) if b * cols + c < panels]
-    fig.colorbar(lst, ax=lst_axes, shrink=0.8, label="LST [K]")
+    # one bar per scale, beside the first block's rows (the blocks below share both scales): bars spanning
+    # interleaved rows would overlap
+    fig.colorbar(lst, ax=list(axes[0, :cols]), shrink=0.9, label="LST [K]")
     if err is not None:
-        err_axes = [axes[2 * b + 1, c] for b in range(blocks) for c in range(cols) if b * cols + c < panels]
-        fig.colorbar(err, ax=err_axes, shrink=0.8, label=f"prediction - reference [K]\n(±{elim:.1f} K: 99 % of |error|)")
+        fig.colorbar(err, ax=list(axes[1, :cols]), shrink=0.9,
+                     label=f"prediction - reference [K]\n(±{elim:.1f} K: 99 % of |error|)")
     fig.suptitle("\n".join(t for t in (title, f"{target}, {references}" if dates else "") if t), fontsize=10)
     return fig
 
