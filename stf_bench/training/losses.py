@@ -12,26 +12,20 @@ import torch
 from torch import nn
 
 from stf_bench.errors import ConfigError
+from stf_bench.models.blocks.masked import masked_charbonnier, masked_l1, masked_mse
 from stf_bench.models.blocks.msssim import ms_ssim, ssim
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
-
-
 def _l1(pred, target, mask, **_):
-    return masked_mean((pred - target).abs(), mask)
+    return masked_l1(pred, target, mask)
 
 
 def _mse(pred, target, mask, **_):
-    return masked_mean((pred - target) ** 2, mask)
+    return masked_mse(pred, target, mask)
 
 
 def _charbonnier(pred, target, mask, eps: float = 1e-3, **_):
-    return masked_mean(torch.sqrt((pred - target) ** 2 + eps**2), mask)
+    return masked_charbonnier(pred, target, mask, eps)
 
 
 def _ssim(pred, target, mask, data_range: float = 1.0, **_):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from stf_bench.models.param_table import TOLERANCE
+
 MODEL_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
 MODELS = [pytest.param(p.stem, marks=[pytest.mark.slow] if OmegaConf.load(p).fixed_size else [])
           for p in sorted(MODEL_DIR.glob("*.yaml"))]
@@ -34,7 +36,8 @@ def test_debug_run_finishes(model_id, tiny, train_run):
     if cfg.lightning_module == "none":
         assert info["params"] == 0 and objective == math.inf
     else:
-        assert info["params"] == cfg.params_target
+        # the catalogue target: exact for reconstructed designs, within 2 % of the official or re-implemented count
+        assert abs(info["params"] - cfg.params_target) <= TOLERANCE[cfg.label] * cfg.params_target
         assert (run_dir / "config_resolved.yaml").is_file() and (run_dir / "csv").is_dir()
         # a fast_dev_run saves no checkpoint, so evaluate.py never ranks a one-step model
         assert info["checkpoints"] == {"best": None, "last": None} and not list(run_dir.rglob("*.ckpt"))

@@ -1,0 +1,179 @@
+"""The contract every deep model meets (models.md part 1 "Conventions", part 2 §0), checked on every conf/model file.
+
+Parametrized over the YAML files, so a model is covered the day it lands: declarations, forward shape with its
+declared references and inputs only, finite outputs for negative normalized inputs, gradients reaching every
+trainable parameter (generator and discriminator), and one 64 x 64 sample (or the model's fixed size) overfitted:
+its own training loss down 10x within a few hundred CPU steps.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from stf_bench.data.normalization import AffineNorm
+from stf_bench.models.param_table import TOLERANCE
+from stf_bench.training.adversarial import d_loss, g_loss
+from stf_bench.training.losses import CompositeLoss
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
+REF_KEYS = {1: ("fine_ref", "coarse_ref"), 2: ("fine_ref2", "coarse_ref2")}
+LATE_EPOCH = 10_000  # past any warm-up or stage switch
+
+
+def _deep(path: Path) -> bool:
+    return OmegaConf.load(path).lightning_module != "none"
+
+
+def _params(path: Path):
+    cfg = OmegaConf.load(path)
+    heavy = cfg.fixed_size or int(cfg.params_target) > 3_000_000
+    return pytest.param(path.stem, marks=[pytest.mark.slow] if heavy else [], id=path.stem)
+
+
+MODELS = [_params(p) for p in sorted(MODEL_DIR.glob("*.yaml")) if _deep(p)]
+
+
+def model_cfg(model_id: str):
+    cfg = OmegaConf.load(MODEL_DIR / f"{model_id}.yaml")
+    return OmegaConf.merge({"dataset": {"coarse_block": 33}}, {"model": cfg}).model
+
+
+def build(model_id: str, seed: int = 0):
+    """The network as training builds it, with a normalization set and any frozen loss network loaded (random)."""
+    cfg = model_cfg(model_id)
+    torch.manual_seed(seed)
+    net = instantiate(cfg.net)
+    net.norm = AffineNorm(offset=250.0, scale=60.0)
+    for piece in getattr(net, "pretrained_pieces", list)():
+        net.load_pretrained(piece.name, piece.build_autoencoder().encoder.state_dict())
+    return cfg, net
+
+
+def side(cfg) -> int:
+    if cfg.fixed_size:
+        return int(cfg.fixed_size)
+    m = int(cfg.size_multiple or 1)
+    return m * max(1, math.ceil(64 / m))
+
+
+def smooth_field(g: torch.Generator, size: int, cells: int = 8) -> torch.Tensor:
+    """A smooth random field in [0, 1]: bilinear upsampling of a coarse random grid."""
+    grid = torch.rand(1, 1, cells, cells, generator=g)
+    return torch.nn.functional.interpolate(grid, size=(size, size), mode="bilinear", align_corners=True)[0]
+
+
+def sample_batch(cfg, batch: int = 2, seed: int = 0, shift: float = 0.0, n_refs: int | None = None) -> dict:
+    """Normalized tensors shaped like the datamodule's: fine = field + detail; coarse = its 8-px block mean."""
+    size, n_refs = side(cfg), n_refs or int(cfg.n_refs)
+    g = torch.Generator().manual_seed(seed)
+    out: dict = {}
+    dates = []
+    for role, day in (("tgt", 0), ("ref", -16), ("ref2", 16))[: 1 + n_refs]:
+        fine = torch.stack([0.3 + 0.4 * smooth_field(g, size) + 0.05 * smooth_field(g, size, 32)
+                            for _ in range(batch)]) + shift
+        coarse = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(fine, 8, ceil_mode=True),
+                                                 size=(size, size), mode="nearest")
+        out[f"fine_{role}"], out[f"coarse_{role}"] = fine, coarse
+        dates.append(f"2020-06-{15 + day:02d}" if 1 <= 15 + day <= 30 else ("2020-05-30" if day < 0 else "2020-07-01"))
+    out["valid_tgt"] = torch.ones(batch, 1, size, size, dtype=torch.bool)
+    out["valid_tgt"][:, :, : size // 8] = False  # a cloud band: masked terms must ignore it
+    out["meta"] = {"dates": [",".join(dates)] * batch}
+    return out
+
+
+def only_inputs(cfg, batch: dict) -> dict:
+    """What the model may read in forward: its declared inputs (plus meta)."""
+    return {k: v for k, v in batch.items() if k in set(cfg.inputs) or k == "meta"}
+
+
+def training_loss(cfg, net, batch: dict, epoch: int) -> dict:
+    if hasattr(net, "compute_loss"):
+        return net.compute_loss(batch, epoch)
+    return CompositeLoss(**cfg.loss)(net(batch), batch)
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_declarations(model_id):
+    cfg = OmegaConf.load(MODEL_DIR / f"{model_id}.yaml")
+    assert cfg.id == model_id and cfg.label in TOLERANCE and cfg.source and cfg.title and cfg.family
+    assert cfg.lightning_module in ("supervised", "adversarial", "diffusion")
+    assert int(cfg.n_refs) in (1, 2) and int(cfg.get("min_refs", cfg.n_refs)) <= int(cfg.n_refs)
+    assert int(cfg.size_multiple) >= 1 and (cfg.fixed_size is None or int(cfg.fixed_size) % int(cfg.size_multiple) == 0)
+    assert set(cfg.inputs) <= {"fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2"}
+    if "fine_ref2" in cfg.inputs:
+        assert int(cfg.n_refs) == 2
+    assert {"batch_size", "patch_size", "max_epochs", "seed"} <= set(cfg.train) and cfg.optimizer
+    assert int(cfg.train.patch_size) % int(cfg.size_multiple) == 0
+    assert cfg.train_reference in ("fixed", "random")
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_forward_shape_with_declared_references_and_inputs_only(model_id):
+    cfg, net = build(model_id)
+    for n_refs in sorted({int(cfg.n_refs), int(cfg.get("min_refs", cfg.n_refs))}):
+        batch = only_inputs(cfg, sample_batch(cfg, n_refs=n_refs))
+        with torch.no_grad():
+            out = net.eval()(batch)
+        assert out.shape == batch["coarse_tgt"].shape, n_refs
+        assert torch.isfinite(out).all(), n_refs
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_no_nan_for_negative_normalized_inputs(model_id):
+    """Values below the training minimum (colder than any training pixel) are normal at test time."""
+    cfg, net = build(model_id)
+    batch = sample_batch(cfg, shift=-1.2)
+    with torch.no_grad():
+        assert torch.isfinite(net.eval()(only_inputs(cfg, batch))).all()
+    net.train()
+    for epoch in (0, LATE_EPOCH):
+        parts = training_loss(cfg, net, batch, epoch)
+        assert all(torch.isfinite(v).all() for v in parts.values()), (epoch, parts)
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_gradients_reach_every_trainable_parameter(model_id):
+    """Over the training schedule (first epoch and a late one, for staged models), generator and discriminator."""
+    cfg, net = build(model_id)
+    net.train()
+    batch = sample_batch(cfg, seed=1)
+    reached: set[str] = set()
+    for epoch in (0, LATE_EPOCH):
+        net.zero_grad(set_to_none=True)
+        loss = training_loss(cfg, net, batch, epoch)["loss"]
+        if cfg.lightning_module == "adversarial":
+            pred = net(batch)
+            real = net.discriminate(net.d_input(batch, batch["fine_tgt"]))
+            fake = net.discriminate(net.d_input(batch, pred))
+            loss = loss + d_loss(net.gan_mode, real, fake.detach()) + g_loss(net.gan_mode, fake)
+        loss.backward()
+        reached |= {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    dead = [n for n, p in net.named_parameters() if p.requires_grad and n not in reached]
+    assert dead == []
+
+
+@pytest.mark.parametrize("model_id", MODELS)
+def test_overfits_one_sample(model_id):
+    """Adam at 1e-3 on one sample: the model's own first-epoch training loss falls 10x within 400 steps."""
+    cfg, net = build(model_id, seed=2)
+    net.train()
+    batch = sample_batch(cfg, batch=1, seed=3)
+    params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    first = last = None
+    for _ in range(400):
+        loss = training_loss(cfg, net, batch, 0)["loss"]
+        last = float(loss.detach())
+        first = last if first is None else first
+        if last < first / 10:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert last < first / 10, (first, last)
