@@ -77,7 +77,29 @@ class FusionModule(L.LightningModule):
         self._log_scores("test")
 
     def _optimizer(self, key: str, params):
-        return instantiate(self.model_cfg[key])(params=params)
+        return instantiate(self.model_cfg[key])(params=self._param_groups(list(params)))
+
+    def _param_groups(self, params: list) -> list:
+        """The model config's ``optimizer_groups`` ([{prefix: "sr.", lr: 0.1}, ...]): parameters of ``net`` whose name
+        starts with a prefix form a group with those options; the rest keep the optimizer's own (models.md part 1,
+        "Loss hook": independent stages in one optimizer, with groups where the learning rates differ)."""
+        specs = self.model_cfg.get("optimizer_groups") or []
+        if not specs:
+            return params
+        wanted = {id(p) for p in params}
+        named = [(n, p) for n, p in self.net.named_parameters() if id(p) in wanted]
+        groups, taken = [], set()
+        for spec in specs:
+            spec = dict(spec)
+            prefix = spec.pop("prefix")
+            members = [p for n, p in named if n.startswith(prefix) and id(p) not in taken]
+            if not members:
+                raise ConfigError(f"model {self.model_cfg['id']}: optimizer_groups prefix {prefix!r} matches no "
+                                  f"trainable parameter; names start with {sorted({n.split('.')[0] for n, _ in named})}.")
+            taken |= {id(p) for p in members}
+            groups.append({"params": members, **spec})
+        rest = [p for _, p in named if id(p) not in taken]
+        return groups + ([{"params": rest}] if rest else [])
 
     def _scheduler(self, optimizer):
         if not self.model_cfg.get("scheduler"):

@@ -125,3 +125,23 @@ def test_debug_fdr_cli(cli, tiny, data_dir, tmp_path):
     quiet = cli("train.py", "debug=fdr", *tiny("edcstfn"), "logger=csv", f"paths.data_dir={data_dir}",
                 "print_config=false")
     assert quiet.returncode == 0 and "optimized_metric" not in quiet.stdout
+
+
+def test_optimizer_groups_give_stages_their_own_learning_rate():
+    """models.md part 1: independent stages train in one optimizer, with parameter groups where the rates differ."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from stf_bench.training.module import SupervisedModule
+
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "edcstfn.yaml"), resolve=True)
+    cfg["optimizer_groups"] = [{"prefix": "decoder.", "lr": 0.5}]
+    module = SupervisedModule(cfg, {"offset": 250.0, "scale": 60.0}, 60.0, {})
+    opt = module.configure_optimizers()["optimizer"]
+    lrs = [(g["lr"], sum(p.numel() for p in g["params"])) for g in opt.param_groups]
+    decoder = sum(p.numel() for p in module.net.decoder.parameters())
+    assert lrs == [(0.5, decoder), (1.0e-3, 278_209 - decoder)]
+    cfg["optimizer_groups"] = [{"prefix": "sr.", "lr": 0.1}]
+    with pytest.raises(ConfigError, match="'sr.' matches no trainable parameter"):
+        SupervisedModule(cfg, {"offset": 250.0, "scale": 60.0}, 60.0, {}).configure_optimizers()
+    assert isinstance(opt, torch.optim.Adam)
