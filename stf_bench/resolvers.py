@@ -24,6 +24,14 @@ def sweep_group(experiment: str) -> str:
     return experiment
 
 
+def deep_models() -> str:
+    """Every deep model id in conf/model/, comma-separated for a sweep: a new zoo model joins without editing a list."""
+    from stf_bench.models.param_table import CONF_MODEL
+
+    return ",".join(p.stem for p in sorted(CONF_MODEL.glob("*.yaml"))
+                    if OmegaConf.load(p).get("lightning_module") != "none")
+
+
 def _study_seed(seed, storage: str, study_name: str):
     from stf_bench.training.sweeps import study_seed
 
@@ -44,6 +52,8 @@ def register() -> None:
     OmegaConf.register_new_resolver("ensure_dir", ensure_dir, replace=True)
     # ${study_seed:1234,<storage>,<study>}: the seed plus the trials already in the study (a resumed study draws anew)
     OmegaConf.register_new_resolver("study_seed", _study_seed, replace=True)
+    # ${deep_models:}: every deep model of conf/model/ as a sweep list (experiment=zoo_smoke)
+    OmegaConf.register_new_resolver("deep_models", deep_models, replace=True)
     # ${default_pairing:${model.n_refs}}: the pairing a model gets unless the command names one
     OmegaConf.register_new_resolver("default_pairing", lambda n_refs: "two_refs" if int(n_refs) >= 2 else "previous",
                                     replace=True)

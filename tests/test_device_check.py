@@ -36,3 +36,18 @@ def test_device_check_tiny_covers_every_model(tmp_path):
         assert r["median_s"] >= 0 and r["repeats"] >= 1 and r["size"] == result["settings"]["scene"]
     table = result_file.with_suffix(".md").read_text()
     assert all(f"| {m} |" in table for m in models) and "skipped (no GPU)" in table
+
+
+def test_train_throughput_reports_rates_and_peak_memory(tmp_path):
+    """benchmarks/train_throughput.py on one model, one step: every column measured, memory in MB."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TQDM_DISABLE": "1", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_throughput.py"), "--models", "edcstfn",
+                          "--steps", "1", "--batch", "2", "--patch", "32"],
+                         check=True, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300).stdout
+    assert "train peak MB" in out and "scene peak MB" in out
+    [row] = [line for line in out.splitlines() if "edcstfn" in line and "│" in line]
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[1] == "2 x 32²"
+    train, loader, ratio, train_mb, scene_s, scene_mb = cells[2:]
+    assert float(train) > 0 and float(loader) > 0 and ratio.endswith("x")
+    assert 100 < float(train_mb) < 24_000 and 100 < float(scene_mb) < 24_000 and float(scene_s) > 0
