@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -31,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed import (CONF, autocast, batch_to, build_classical, build_module, compose_train,  # noqa: E402
                     model_ids, random_scene, sync, timed, train_step)
 from baselines_speed import COARSE_BLOCK, scene  # noqa: E402
+
+from stf_bench.devices import device_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (name, bf16, torch.compile, channels_last)
@@ -47,17 +48,8 @@ TINY_NET = {"swinstfm": ["model.net.window_size=2", "model.net.embed_dim=32", "m
                          "model.fixed_size=64", "model.size_multiple=64"]}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else \
-        platform.processor()
-    return f"CPU {model}, {torch.get_num_threads()} threads"
-
-
 def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower().split(",")[0]).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", name.lower().split(" (")[0]).strip("-")
 
 
 class Budget:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed import (autocast, batch_to, build_module, compose_train, model_ids, random_scene, sync,  # noqa: E402
                     train_step)
 
+from stf_bench.devices import device_name  # noqa: E402
 from stf_bench.models.prediction import predict_scene  # noqa: E402
 from stf_bench.training.lifecycle import PeakMemory  # noqa: E402
 
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    name = device_name(device)
     table = Table(title=f"training throughput and inference ({name}{', bf16' if device.type == 'cuda' else ''})")
     for col in ("model", "batch x patch", "train samples/s", "loader samples/s", "loader / train",
                 "train peak MB", "950² scene [s]", "scene peak MB"):

@@ -141,13 +141,18 @@ class STFDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: DictConfig, preprocess: DictConfig, split: DictConfig, pairing: DictConfig,
                  data_dir: str, patch_size: int, batch_size: int, patches_per_epoch: int = 512,
-                 num_workers: int = 0, augment: bool = True, min_refs: int = 1, nan_inputs: bool = False) -> None:
+                 num_workers: int = 0, augment: bool = True, min_refs: int = 1, nan_inputs: bool = False,
+                 pin_memory: bool | str = "auto") -> None:
         super().__init__()
         self.dataset_cfg, self.preprocess_cfg = dataset, preprocess
         self.split, self.pairing = instantiate(split), instantiate(pairing)
         self.data_dir, self.patch_size, self.batch_size = data_dir, patch_size, batch_size
         self.patches_per_epoch, self.num_workers, self.augment = patches_per_epoch, num_workers, augment
         self.nan_inputs = nan_inputs
+        if pin_memory not in ("auto", True, False):
+            raise ConfigError(f"datamodule.pin_memory={pin_memory!r}; use auto (on when CUDA is present), true or false.")
+        # page-locked batches copy to the GPU asynchronously; on a CPU-only machine they only cost memory
+        self.pin_memory = torch.cuda.is_available() if pin_memory == "auto" else pin_memory
         if min_refs > self.pairing.n_refs:
             raise ConfigError(
                 f"the model needs {min_refs} reference pairs but pairing={self.pairing.name} gives "
@@ -193,7 +198,7 @@ class STFDataModule(L.LightningDataModule):
         dataset = PatchDataset(self.store, self.norm, self.samples["train"], self.patch_size, self.patches_per_epoch,
                                self.augment, self.pairing.train_reference == "random", self.train_dates, self.images)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=True)
+                          persistent_workers=self.num_workers > 0, drop_last=True, pin_memory=self.pin_memory)
 
     def scene_dataset(self, split: str) -> SceneDataset:
         return SceneDataset(self.store, self.norm, self.samples[split], self.nan_inputs)

@@ -26,6 +26,7 @@ from stf_bench.data.datamodule import SceneDataset
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.data.samples import Pairing, make_samples
 from stf_bench.data.store import build_dataset
+from stf_bench.devices import device_name
 from stf_bench.errors import ConfigError, DataError, user_error
 from stf_bench.evaluation.checks import check_device, check_evaluate_config
 from stf_bench.evaluation.efficiency import count_macs
@@ -113,10 +114,24 @@ class Context:
             yield {k: (torch.from_numpy(v)[None] if k != "meta" else v) for k, v in sample.items()}
 
 
+TIMING_REPEATS = 3  # at least this many timed predictions per method, after one untimed warm-up
+
+
+def _timed(predictor: ScenePredictor, inputs: dict, device) -> tuple[torch.Tensor, float]:
+    started = time.perf_counter()
+    pred = predictor(inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return pred, time.perf_counter() - started
+
+
 def score_method(name: str, predictor: ScenePredictor, context: Context, device, data_range: float, border: int,
                  optional: list[str]) -> tuple[list[dict], dict, dict]:
-    """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures)."""
-    rows, predictions, seconds = [], {}, []
+    """Per-scene metrics, efficiency figures and the prediction of the first test scene (for the figures).
+
+    Inference time is the median over the scenes (the first one repeated up to TIMING_REPEATS timings), after one
+    untimed warm-up prediction, so lazy initialisation, JIT compilation and one slow moment do not count."""
+    rows, predictions, seconds, first = [], {}, [], None
     batches = zip(context.samples(), context.samples(nan_inputs=True))
     for filled, observed in tqdm(batches, total=len(context.specs), desc=f"scoring {name}", unit="scene", leave=False):
         batch = observed if predictor.nan_inputs else filled
@@ -127,11 +142,11 @@ def score_method(name: str, predictor: ScenePredictor, context: Context, device,
         delta = (observed["fine_ref"] + (observed["coarse_tgt"] - observed["coarse_ref"]))[0, 0].numpy()
         delta = delta.astype(np.float64)
         inputs = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "fine_tgt"}
-        started = time.perf_counter()
-        pred = predictor(inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - started)
+        if first is None:
+            first = inputs
+            _timed(predictor, inputs, device)  # warm-up
+        pred, elapsed = _timed(predictor, inputs, device)
+        seconds.append(elapsed)
         pred = pred[0, 0].float().cpu().numpy().astype(np.float64)
         scores = scene_metrics(pred, ref, valid, data_range, border=border, delta_pred=delta, optional=optional)
         date = batch["meta"]["dates"].split(",")[0]
@@ -139,7 +154,10 @@ def score_method(name: str, predictor: ScenePredictor, context: Context, device,
                                                   (getattr(predictor.net, "last_stats", None) or {}).items()}})
         if not predictions:
             predictions[date] = pred
-    efficiency = {"inference_s": float(np.mean(seconds)), "device": str(device)}
+    while first is not None and len(seconds) < TIMING_REPEATS:
+        seconds.append(_timed(predictor, first, device)[1])
+    efficiency = {"inference_s": float(np.median(seconds)) if seconds else float("nan"),
+                  "inference_timings": len(seconds), "device": device_name(device)}
     return rows, efficiency, predictions
 
 
@@ -261,7 +279,7 @@ def evaluate(cfg: DictConfig, conf_dir: Path) -> dict:
             f"{f['method']} ({f['context']}): {f['reason']}" for f in failed[:5]))
     configs = {str(run.path): OmegaConf.to_container(run.cfg, resolve=True) for run in runs}
     return {"per_scene": pd.DataFrame(per_scene), "runs": pd.DataFrame(summaries), "figures": figures,
-            "skipped": skipped, "failed": failed, "notes": notes, "device": str(device), "configs": configs}
+            "skipped": skipped, "failed": failed, "notes": notes, "device": device_name(device), "configs": configs}
 
 
 def _prepare(method: Method, context: Context, device, trusted: list[str],

@@ -80,7 +80,8 @@ def header_lines(table: pd.DataFrame, border: int, device: str, failed: list[dic
         + (f", minus a {border}-px border" if border else "") + "; SSIM averages the window centres with at least "
         f"{SSIM_MIN_WEIGHT:.0%} of their Gaussian weight on such pixels (per_scene.csv: ssim_centres; 0 means NaN).",
         f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "
-        f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference on {device}.",
+        f"Skill = 1 − RMSE/RMSE(delta) on the same scenes. Inference [s/scene]: the median of timed whole-scene "
+        f"predictions after one untimed warm-up, on {device}.",
         "Rows pool only runs of one evaluation context (the store named by its hash, the complete split with its "
         "seed, the pairing) and one recipe: they differ in the model seed alone.",
         "Models labelled (reconstructed) are our designs from the paper's abstract, not the published networks.",

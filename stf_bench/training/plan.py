@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from stf_bench.data.datamodule import PatchDataset
+from stf_bench.devices import device_name
 from stf_bench.durations import format_duration
 from stf_bench.models.blocks.pretrained import FrozenEncoder, patch_offsets
 from stf_bench.training.preflight import pending_pieces
@@ -104,12 +105,6 @@ def run_device(trainer: DictConfig) -> torch.device:
     accelerator = str(trainer.get("accelerator", "auto"))
     use_cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     return torch.device("cuda", 0) if use_cuda else torch.device("cpu")
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def machine_memory(device: torch.device) -> int:

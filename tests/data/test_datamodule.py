@@ -158,3 +158,11 @@ def test_impossible_settings_are_config_errors(raw, dm):
         PatchDataset(dm.store, dm.norm, dm.samples["train"], 128, 8, True, False, dm.train_dates)
     with pytest.raises(ConfigError, match="needs 2 reference pairs.*pairing=two_refs"):
         datamodule(raw, dm.store.path.parent.parent, min_refs=2)
+
+
+def test_pinned_memory_follows_the_device_unless_set(raw, tmp_path, dm):
+    """auto: page-locked batches only where a GPU will copy them; a bad value names the key and the choices."""
+    assert dm.pin_memory is torch.cuda.is_available() and dm.train_dataloader().pin_memory is dm.pin_memory
+    assert datamodule(raw, tmp_path, pin_memory=False).train_dataloader().pin_memory is False
+    with pytest.raises(ConfigError, match=r"datamodule.pin_memory='yes'; use auto"):
+        datamodule(raw, tmp_path, pin_memory="yes")
