@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from stf_bench.data.context import evaluation_context
@@ -137,7 +138,9 @@ def train(cfg: DictConfig) -> float:
     started = time.time()
     hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
     check_direction(cfg, sweeper_direction(hydra_cfg))
-    if cfg.get("print_config") and (hydra_cfg is None or str(hydra_cfg.job.get("num", 0)) in ("0", "None")):
+    lead = rank_zero_only.rank == 0  # under DDP every rank runs train(); rank 0 alone writes the run's files
+    save = (lambda: write_run_json(output_dir, info)) if lead else (lambda: None)
+    if lead and cfg.get("print_config") and (hydra_cfg is None or str(hydra_cfg.job.get("num", 0)) in ("0", "None")):
         print_config_tree(cfg)  # in a sweep, its first job only
     quiet_libraries()
     output_dir = Path(cfg.paths.output_dir)
@@ -147,30 +150,34 @@ def train(cfg: DictConfig) -> float:
         cfg.ckpt_path, info["requeued"] = requeued
         info["resumed_from"] = cfg.ckpt_path
         log.info("requeued job: resuming from %s", cfg.ckpt_path)
-    write_run_json(output_dir, info)  # every job leaves a run.json, also one that fails while setting up
+    elif cfg.ckpt_path:
+        info["resumed_from"] = str(cfg.ckpt_path)
+    save()  # every job leaves a run.json, also one that fails while setting up
     with Signals() as signals, PeakMemory() as memory:
         try:
-            datamodule, module, ids = _setup(cfg, output_dir, info)
-            write_run_json(output_dir, info)
+            datamodule, module, ids = _setup(cfg, output_dir, info, lead)
+            save()
             result = _fit_and_test(cfg, datamodule, module, ids, output_dir, signals, memory)
         except BaseException as exc:
             info.update(end_state(exc, signals), wall_time_s=round(time.time() - started, 2),
                         **finish_wandb(exit_code=1))
-            write_run_json(output_dir, info)
+            save()
             if signals.received is not None:
                 signals.exit()
             raise
     info.update(result, status="finished", wall_time_s=round(time.time() - started, 2), **finish_wandb(exit_code=0))
-    write_run_json(output_dir, info)
+    save()
     log.info("run finished: %s", output_dir)
     return objective_value(info["objective"]["value"], cfg.optimized_metric)
 
 
-def _setup(cfg: DictConfig, output_dir: Path, info: dict):
-    """Dataset (split, pairing, normalization) and LightningModule; fills run.json's dataset and model fields."""
+def _setup(cfg: DictConfig, output_dir: Path, info: dict, lead: bool = True):
+    """Dataset (split, pairing, normalization) and LightningModule; fills run.json's dataset and model fields.
+    `lead`: this process writes the run's files and announces the plan (rank 0; the only process without DDP)."""
     check_model_config(cfg)
     check_optimizer_steps(cfg)
-    (output_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if lead:
+        (output_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.datamodule)
     datamodule.setup()
@@ -180,7 +187,7 @@ def _setup(cfg: DictConfig, output_dir: Path, info: dict):
     module = module_cls(model_cfg=model_cfg, norm=datamodule.norm.to_json(),
                         data_range_k=float(cfg.dataset.data_range_k), dataset_id=ids)
     preflight(cfg, datamodule, module)  # seconds, before any long work
-    plan = announce_plan(cfg, datamodule, module)
+    plan = announce_plan(cfg, datamodule, module) if lead else None
     info.update({
         "model": cfg.model.id, "title": cfg.model.title, "family": cfg.model.family, "label": cfg.model.label,
         "lightning_module": cfg.model.lightning_module, "dataset": ids["name"], "variant": ids["variant"],
@@ -238,6 +245,7 @@ def _fit_and_test(cfg: DictConfig, datamodule, module, ids: dict, output_dir: Pa
         "test": {k: finite_or_none(v) for k, v in test.items()},
         "checkpoints": {"best": best, "last": last},
         "objective": objective,
+        "world_size": trainer.world_size, "strategy": type(trainer.strategy).__name__,
         **memory.result(module.device),
     }
 
