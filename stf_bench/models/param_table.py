@@ -2,8 +2,10 @@
 
     python -m stf_bench.models.param_table        # prints a Markdown table
 
-Counts cover the trainable parameters used at inference (frozen loss networks and discriminators excluded), as the
-catalogue's targets do. Official-code and re-implementation designs must land within 2 %, reconstructed ones exactly.
+Counts cover the trainable parameters used at inference, as the catalogue's targets do: frozen loss networks
+(requires_grad off), the ``discriminator`` and the submodules a network names in ``training_only_modules`` (a tuple
+of attribute names, e.g. a CVAE's recognition encoder that only training runs) are excluded. Official-code and
+re-implementation designs must land within 2 %, reconstructed ones exactly.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ TOLERANCE = {"official-code": 0.02, "re-implementation": 0.02, "reconstructed": 
 
 
 def inference_parameters(net) -> int:
-    """Trainable parameters outside the discriminator (frozen loss networks have requires_grad off)."""
-    skip = {id(p) for p in net.discriminator.parameters()} if hasattr(net, "discriminator") else set()
+    """Trainable parameters outside the discriminator and the declared ``training_only_modules`` (frozen loss
+    networks have requires_grad off)."""
+    skipped = [net.discriminator] if hasattr(net, "discriminator") else []
+    skipped += [getattr(net, name) for name in getattr(net, "training_only_modules", ())]  # a typo raises
+    skip = {id(p) for module in skipped for p in module.parameters()}
     return sum(p.numel() for p in net.parameters() if p.requires_grad and id(p) not in skip)
 
 

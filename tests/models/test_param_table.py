@@ -16,3 +16,22 @@ def test_table_lists_every_model():
     table = markdown(ROWS)
     assert {"edcstfn", "ganstfm", "swinstfm"} <= {r["id"] for r in ROWS}
     assert table.count("\n") == len(ROWS) + 1
+
+
+def test_training_only_modules_and_discriminator_are_not_counted():
+    import torch.nn as nn
+
+    from stf_bench.models.param_table import inference_parameters
+
+    class Net(nn.Module):
+        training_only_modules = ("posterior",)
+
+        def __init__(self):
+            super().__init__()
+            self.body, self.posterior, self.discriminator = nn.Linear(3, 2), nn.Linear(5, 5), nn.Linear(7, 7)
+            self.frozen = nn.Linear(4, 4).requires_grad_(False)
+
+    assert inference_parameters(Net()) == 8
+    Net.training_only_modules = ("posterior_typo",)
+    with pytest.raises(AttributeError, match="posterior_typo"):
+        inference_parameters(Net())
