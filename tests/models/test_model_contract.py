@@ -39,14 +39,22 @@ def _params(path: Path):
 MODELS = [_params(p) for p in sorted(MODEL_DIR.glob("*.yaml")) if _deep(p)]
 
 
-def model_cfg(model_id: str):
+# Training checks (gradients, overfitting) of a fixed-size model at its full width cost many CPU minutes at its size:
+# they run the same code shrunk to a 64 px tile (benchmarks/device_check.py shrinks it the same way).
+SHRUNK = {"swinstfm": {"fixed_size": 64, "size_multiple": 64,
+                       "net": {"window_size": 2, "embed_dim": 32, "depths": [1, 1, 1, 1], "fixed_size": 64}}}
+
+
+def model_cfg(model_id: str, shrunk: bool = False):
     cfg = OmegaConf.load(MODEL_DIR / f"{model_id}.yaml")
+    if shrunk and model_id in SHRUNK:
+        cfg = OmegaConf.merge(cfg, SHRUNK[model_id])
     return OmegaConf.merge({"dataset": {"coarse_block": 33}}, {"model": cfg}).model
 
 
-def build(model_id: str, seed: int = 0):
+def build(model_id: str, seed: int = 0, shrunk: bool = False):
     """The network as training builds it, with a normalization set and any frozen loss network loaded (random)."""
-    cfg = model_cfg(model_id)
+    cfg = model_cfg(model_id, shrunk)
     torch.manual_seed(seed)
     net = instantiate(cfg.net)
     net.norm = AffineNorm(offset=250.0, scale=60.0)
@@ -139,7 +147,7 @@ def test_no_nan_for_negative_normalized_inputs(model_id):
 @pytest.mark.parametrize("model_id", MODELS)
 def test_gradients_reach_every_trainable_parameter(model_id):
     """Over the training schedule (first epoch and a late one, for staged models), generator and discriminator."""
-    cfg, net = build(model_id)
+    cfg, net = build(model_id, shrunk=True)
     net.train()
     batch = sample_batch(cfg, seed=1)
     reached: set[str] = set()
@@ -160,7 +168,7 @@ def test_gradients_reach_every_trainable_parameter(model_id):
 @pytest.mark.parametrize("model_id", MODELS)
 def test_overfits_one_sample(model_id):
     """Adam at 1e-3 on one sample: the model's own first-epoch training loss falls 10x within 400 steps."""
-    cfg, net = build(model_id, seed=2)
+    cfg, net = build(model_id, seed=2, shrunk=True)
     net.train()
     batch = sample_batch(cfg, batch=1, seed=3)
     params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
