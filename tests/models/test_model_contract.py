@@ -76,14 +76,15 @@ def smooth_field(g: torch.Generator, size: int, cells: int = 8) -> torch.Tensor:
     return torch.nn.functional.interpolate(grid, size=(size, size), mode="bilinear", align_corners=True)[0]
 
 
-def sample_batch(cfg, batch: int = 2, seed: int = 0, shift: float = 0.0, n_refs: int | None = None) -> dict:
-    """Normalized tensors shaped like the datamodule's: fine = field + detail; coarse = its 8-px block mean."""
+def sample_batch(cfg, batch: int = 2, seed: int = 0, shift: float = 0.0, n_refs: int | None = None,
+                 detail: float = 0.05, cells: int = 8) -> dict:
+    """Normalized tensors shaped like the datamodule's: fine = field + 2-px detail; coarse = its 8-px block mean."""
     size, n_refs = side(cfg), n_refs or int(cfg.n_refs)
     g = torch.Generator().manual_seed(seed)
     out: dict = {}
     dates = []
     for role, day in (("tgt", 0), ("ref", -16), ("ref2", 16))[: 1 + n_refs]:
-        fine = torch.stack([0.3 + 0.4 * smooth_field(g, size) + 0.05 * smooth_field(g, size, 32)
+        fine = torch.stack([0.3 + 0.4 * smooth_field(g, size, cells) + detail * smooth_field(g, size, 32)
                             for _ in range(batch)]) + shift
         coarse = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(fine, 8, ceil_mode=True),
                                                  size=(size, size), mode="nearest")
@@ -165,12 +166,19 @@ def test_gradients_reach_every_trainable_parameter(model_id):
     assert dead == []
 
 
+# Models whose training loss has a floor on the standard sample: STFDCNN's and VDCN's super-resolution stage learns
+# F from its 8-px block mean (LSR), from which structure finer than that block cannot be recovered, so their sample
+# varies on a 16-px scale and has no 2-px detail.
+SMOOTH_AT_LSR_SCALE = {"stfdcnn", "vdcn"}
+
+
 @pytest.mark.parametrize("model_id", MODELS)
 def test_overfits_one_sample(model_id):
     """Adam at 1e-3 on one sample: the model's own first-epoch training loss falls 10x within 400 steps."""
     cfg, net = build(model_id, seed=2, shrunk=True)
     net.train()
-    batch = sample_batch(cfg, batch=1, seed=3)
+    smooth = model_id in SMOOTH_AT_LSR_SCALE
+    batch = sample_batch(cfg, batch=1, seed=3, detail=0.0 if smooth else 0.05, cells=4 if smooth else 8)
     params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
     opt = torch.optim.Adam(params, lr=1e-3)
     first = last = None
