@@ -7,12 +7,16 @@ terms from the model's ``compute_loss`` plus ``adv_weight`` times the generator'
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from stf_bench.errors import ConfigError
 from stf_bench.training.module import FusionModule
 
 
 def d_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if mode == "bce":  # pix2pix: 0.5 [BCE(D(real), 1) + BCE(D(fake), 0)] on logits (the sigmoid is inside the loss)
+        return 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                      + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
     if mode == "lsgan_sigmoid":
         real, fake = torch.sigmoid(real), torch.sigmoid(fake)
     if mode in ("lsgan", "lsgan_sigmoid"):
@@ -21,6 +25,8 @@ def d_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 def g_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
+    if mode == "bce":  # the non-saturating generator term BCE(D(G), 1)
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
     if mode == "lsgan_sigmoid":
         fake = torch.sigmoid(fake)
     if mode in ("lsgan", "lsgan_sigmoid"):
@@ -28,7 +34,7 @@ def g_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-GAN_MODES = ("lsgan", "lsgan_sigmoid", "wgan_clip")
+GAN_MODES = ("lsgan", "lsgan_sigmoid", "wgan_clip", "bce")
 
 
 class AdversarialModule(FusionModule):
