@@ -95,9 +95,10 @@ def test_fine_reference_sets_the_recurrent_state(model):
     batch = _batch()
     brighter = dict(batch, fine_ref=batch["fine_ref"] + 0.1)
     with torch.no_grad():
+        model.decoder[-1].weight.mul_(100)  # an initial residual is tiny; amplify it so the state's effect shows
         _, p1, _ = model._predictions(batch)
         _, q1, _ = model._predictions(brighter)
-    assert (q1 - p1 - 0.1).abs().max() > 1e-4
+    assert (q1 - p1 - 0.1).abs().max() > 1e-3
 
 
 def test_loss_terms_and_masking(model):
