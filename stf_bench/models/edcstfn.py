@@ -58,21 +58,13 @@ def autoencoder_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float
     return F.l1_loss(recon, x) + ssim_weight * (1 - ms_ssim(recon, x, data_range, variant="edcstfn"))
 
 
-class EDCSTFN(FeatureLossModel, nn.Module):
-    """F2 = D(E_F(F_i) + E_R([C_i, F_i, C2])); with two references the two fusions are weighted in feature space.
+class EDCSTFNNetwork(nn.Module):
+    """The fusion network alone, F2 = D(E_F(F_i) + E_R([C_i, F_i, C2])), without the loss network; reused as stage 1
+    of `cascadestf`. Reads `fine_ref`, `coarse_ref`, `coarse_tgt` and, for two references, `fine_ref2`,
+    `coarse_ref2`; two references are weighted in feature space."""
 
-    Reads `fine_ref`, `coarse_ref`, `coarse_tgt` and, for two references, `fine_ref2`, `coarse_ref2`.
-    `feature_encoder` is the YAML block {ckpt, ssim_weight, recipe} of the frozen loss network P.
-    """
-
-    autoencoder_cls = FeatureAutoencoder
-    autoencoder_loss = staticmethod(autoencoder_loss)
-
-    def __init__(self, feature_encoder: Mapping, in_ch: int = 1, alpha: float = 0.8, data_range: float = 1.0):
+    def __init__(self, in_ch: int = 1):
         super().__init__()
-        self.in_ch, self.alpha, self.data_range = in_ch, alpha, data_range
-        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"edcstfn {self.PIECE}")
-        self.norm = None  # set by the training core; the model needs no Kelvin quantity
         self.fine_encoder = nn.Sequential(
             _conv3x3(in_ch, 32), nn.ReLU(), _conv3x3(32, 64), nn.ReLU(), _conv3x3(64, 128), nn.ReLU()
         )
@@ -83,7 +75,6 @@ class EDCSTFN(FeatureLossModel, nn.Module):
         self.decoder = nn.Sequential(
             _conv3x3(128, 64), nn.ReLU(), _conv3x3(64, 32), nn.ReLU(), nn.Conv2d(32, in_ch, 1)
         )
-        self.feature_encoder = FrozenEncoder(feature_network(in_ch), f"edcstfn {self.PIECE}")
 
     @staticmethod
     def _references(batch: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -111,6 +102,23 @@ class EDCSTFN(FeatureLossModel, nn.Module):
         inv1, inv3 = 1 / (change1.abs() + 1e-8), 1 / (change3.abs() + 1e-8)
         w1 = (inv1 / (inv1 + inv3)).clamp(0.0, 1.0)
         return self.decoder(w1 * fused1 + (1 - w1) * fused3)
+
+
+class EDCSTFN(FeatureLossModel, EDCSTFNNetwork):
+    """EDCSTFNNetwork trained with its compound loss on the frozen loss network P.
+
+    `feature_encoder` is the YAML block {ckpt, ssim_weight, recipe} of the frozen loss network P.
+    """
+
+    autoencoder_cls = FeatureAutoencoder
+    autoencoder_loss = staticmethod(autoencoder_loss)
+
+    def __init__(self, feature_encoder: Mapping, in_ch: int = 1, alpha: float = 0.8, data_range: float = 1.0):
+        super().__init__(in_ch)
+        self.in_ch, self.alpha, self.data_range = in_ch, alpha, data_range
+        self.piece = piece_block(feature_encoder, ("ckpt", "ssim_weight", "recipe"), f"edcstfn {self.PIECE}")
+        self.norm = None  # set by the training core; the model needs no Kelvin quantity
+        self.feature_encoder = FrozenEncoder(feature_network(in_ch), f"edcstfn {self.PIECE}")
 
     def _loss_terms(self, pred: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """MSE over observed target pixels + MSE on P features + alpha (1 - MS-SSIM), the last two on the target
