@@ -8,15 +8,13 @@ doi 10.1016/j.isprsjprs.2023.07.022. Label: reconstructed - only the abstract is
 - Stage 1: the EDCSTFN fusion network in one-reference mode (stf_bench.models.edcstfn.EDCSTFNNetwork, imported, not
   copied), trained on F2 of the training dates with MSE + 0.5 (1 - SSIM), without EDCSTFN's frozen feature loss.
   It gives P0.
-- Stage 2: a refiner R([P0, C2, F1]) (3x3 convs, LeakyReLU 0.2, head started near zero); F2^ = P0 + R. It never
+- Stage 2: a refiner R([P0, C2, F1]) (3x3 convs, LeakyReLU 0.2, zero-initialised head); F2^ = P0 + R. It never
   sees F2: L1(A_r(F2^), A_r(C2)) + 1.0 L1(HP(F2^), HP(P0)). Assumption: the paper's stage 2 learns on downsampled
   data, which leaves nothing to learn from at the LST ratio (~33), so MODIS-scale consistency replaces it.
 - Schedule by epoch: the first round(stage1_fraction * max_epochs) epochs train stage 1 only; then stage 1 is frozen
   (P0 computed without gradient, so Adam skips its parameters) and R trains.
 - `stage2_transductive` (test-time adaptation of stage 2 on each test scene in evaluate.py) is not implemented yet:
   true raises a ConfigError.
-- Deviation: R's head is initialised near zero (std 1e-4, zero bias; blocks/head_init.py), not exactly zero, so that
-  all of R gets a gradient from its first step.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from torch import nn
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import coarse_pool, high_pass
-from stf_bench.models.blocks.head_init import near_zero_
+from stf_bench.models.blocks.head_init import zero_init_
 from stf_bench.models.blocks.masked import masked_l1, masked_mse
 from stf_bench.models.blocks.msssim import ssim
 from stf_bench.models.blocks.pretrained import fill_invalid
@@ -40,7 +38,7 @@ def refiner(in_ch: int = 1, width: int = 32, depth: int = 4) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(3 * in_ch, width, 3, padding=1), nn.LeakyReLU(0.2)]
     for _ in range(depth):
         layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)]
-    return nn.Sequential(*layers, near_zero_(nn.Conv2d(width, in_ch, 3, padding=1)))
+    return nn.Sequential(*layers, zero_init_(nn.Conv2d(width, in_ch, 3, padding=1)))
 
 
 class CascadeSTF(nn.Module):

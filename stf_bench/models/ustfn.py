@@ -5,13 +5,11 @@ Paper: "An Unsupervised Model Based on Convolutional Neural Network for Fusing L
 design is models.md "ustfn", ours, following the idea of the title and the survey's entry.
 
 - G(F1, C1, C2) = b_1 + N([F1, C1, C2]), b_1 the delta baseline; N a U-Net (LeakyReLU 0.2, no normalization,
-  3x3 'same' convs with zero padding, stride-2 convs down, bilinear x2 up) with a 1x1 head started near zero.
+  3x3 'same' convs with zero padding, stride-2 convs down, bilinear x2 up) with a zero-initialised 1x1 head (G starts at b_1).
 - Loss (assumed: consistency replaces supervision, since Wald-protocol training at a ratio of ~33 is not feasible on
   950 px scenes): coarse fidelity L1(A_r(F2^), A_r(C2)) + cycle L1(G(F2^, C2, C1), F1) + 0.1 L1(HP(F2^), HP(F1)).
   The cycle runs the same network back to the reference date, with gradients through both passes. None of the
   terms sees F2; `unsupervised: false` adds L1 against F2 over `valid_tgt` (an ablation).
-- Deviation: the head is initialised near zero (std 1e-4, zero bias; blocks/head_init.py), not exactly zero, so
-  that every layer gets a gradient from the first step.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from stf_bench.models.blocks.fusion import coarse_pool, delta_baseline, high_pass, upsample
-from stf_bench.models.blocks.head_init import near_zero_
+from stf_bench.models.blocks.head_init import zero_init_
 from stf_bench.models.blocks.masked import masked_l1
 
 
@@ -38,7 +36,7 @@ class UNet(nn.Module):
         self.enc3 = nn.Sequential(*_conv(64, 128, stride=2), *_conv(128, 128))
         self.dec2 = nn.Sequential(*_conv(128 + 64, 64), *_conv(64, 64))
         self.dec1 = nn.Sequential(*_conv(64 + 32, 32), *_conv(32, 32))
-        self.head = near_zero_(nn.Conv2d(32, in_ch, 1))
+        self.head = zero_init_(nn.Conv2d(32, in_ch, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s1 = self.enc1(x)
