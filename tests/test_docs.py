@@ -50,3 +50,10 @@ def test_citation_cff_has_the_required_keys():
         assert cff[key], key
     assert cff["license"] == "MIT"
     assert "2412.16631" in cff["preferred-citation"]["identifiers"][0]["value"]
+
+
+def test_readme_model_table_is_the_generated_parameter_table():
+    """README's "Models" table is `python -m stf_bench.models.param_table`: a new model or count cannot go stale."""
+    from stf_bench.models.param_table import markdown, rows
+
+    assert markdown(rows()) in (REPO / "README.md").read_text()

@@ -1,6 +1,6 @@
 """The parameter table generated from the code: each model's 1-band count against its catalogue target.
 
-    python -m stf_bench.models.param_table        # prints a Markdown table
+    python -m stf_bench.models.param_table        # prints the Markdown table that README.md's "Models" shows
 
 Counts cover the trainable parameters used at inference, as the catalogue's targets do: frozen loss networks
 (requires_grad off), the ``discriminator`` and the submodules a network names in ``training_only_modules`` (a tuple
@@ -36,20 +36,33 @@ def rows(conf_dir: Path = CONF_MODEL) -> list[dict]:
         if cfg.lightning_module == "none":
             continue
         net_cfg = OmegaConf.merge({"dataset": {"coarse_block": 33}}, {"model": cfg}).model.net
-        count = inference_parameters(instantiate(net_cfg))
+        net = instantiate(net_cfg)
+        count = inference_parameters(net)
         target = int(cfg.params_target)
         diff = (count - target) / target
-        out.append({"id": cfg.id, "label": cfg.label, "params": count, "target": target, "diff": diff,
-                    "ok": abs(diff) <= TOLERANCE[cfg.label]})
+        out.append({"id": cfg.id, "family": cfg.family, "label": cfg.label, "params": count, "target": target,
+                    "diff": diff, "ok": abs(diff) <= TOLERANCE[cfg.label], **_other_parameters(net)})
     return out
 
 
+def _other_parameters(net) -> dict:
+    """What the inference count leaves out: the discriminator, frozen loss networks, training-only modules."""
+    disc = sum(p.numel() for p in net.discriminator.parameters()) if hasattr(net, "discriminator") else 0
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    training = sum(p.numel() for name in getattr(net, "training_only_modules", ())
+                   for p in getattr(net, name).parameters())
+    return {"discriminator": disc, "frozen": frozen, "training_only": training}
+
+
 def markdown(table: list[dict]) -> str:
-    lines = ["| id | label | parameters | target | difference |", "|---|---|---:|---:|---:|"]
+    lines = ["| id | family | label | parameters | target | difference | not counted |",
+             "|---|---|---|---:|---:|---:|---|"]
     for r in table:
-        name = f"{r['id']} (reconstructed)" if r["label"] == "reconstructed" else r["id"]
-        lines.append(f"| {name} | {r['label']} | {r['params']:,} | {r['target']:,} | {100 * r['diff']:+.2f} % "
-                     f"{'' if r['ok'] else '**out of tolerance**'}|")
+        name = f"`{r['id']}` (reconstructed)" if r["label"] == "reconstructed" else f"`{r['id']}`"
+        other = "; ".join(f"{what} {r[key]:,}" for key, what in (("discriminator", "D"), ("frozen", "frozen"),
+                                                                   ("training_only", "training-only")) if r[key])
+        lines.append(f"| {name} | {r['family']} | {r['label']} | {r['params']:,} | {r['target']:,} | "
+                     f"{100 * r['diff']:+.2f} %{'' if r['ok'] else ' **out of tolerance**'} | {other} |")
     return "\n".join(lines)
 
 
