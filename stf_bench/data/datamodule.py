@@ -62,17 +62,37 @@ def build_sample(store: DatasetStore, norm: AffineNorm, spec: SampleSpec, window
         "fine_tgt": np.nan_to_num(norm.from_kelvin(fine), nan=0.0)[None],
         "valid_tgt": valid[None],
     }
-    for (fine_key, coarse_key), ref in zip(REF_KEYS, refs):
-        sample[fine_key] = prepare(norm.from_kelvin(images.image(ref, FINE, exclude, window)))[None]
-        sample[coarse_key] = prepare(norm.from_kelvin(images.image(ref, COARSE, exclude, window)))[None]
     dates = store.dates
+    pairs = {ref: tuple(prepare(norm.from_kelvin(images.image(ref, band, exclude, window))) for band in (FINE, COARSE))
+             for ref in refs}
+    if spec.slots:
+        sample.update(_sequence(pairs, refs, spec, dates))
+    else:
+        for (fine_key, coarse_key), ref in zip(REF_KEYS, refs):
+            sample[fine_key], sample[coarse_key] = pairs[ref][0][None], pairs[ref][1][None]
     sample["meta"] = {
         "dates": ",".join(dates[i].isoformat() for i in (spec.target, *refs)),
         "offset": np.array([rows.start or 0, cols.start or 0]),
     }
+    if spec.slots:
+        sample["meta"]["ref_days"] = np.array([(dates[r] - dates[spec.target]).days for r in refs]
+                                              + [0] * (spec.slots - len(refs)), dtype=np.float32)
     if store.coarse_block is not None:  # the baselines' block size unless dataset.coarse_block overrides it
         sample["meta"]["coarse_block"] = np.array(store.coarse_block)
     return sample
+
+
+def _sequence(pairs: dict, refs: tuple[int, ...], spec: SampleSpec, dates) -> dict:
+    """Sequence keys (README "Sequence pairing"): the references stacked earlier first in `spec.slots` slots
+    (K,h,w), absent slots zero with `ref_mask` false; `fine_ref`/`coarse_ref` repeat the nearest reference (a tie
+    takes the past), so one-reference models, the evaluation's delta and the classical baselines read the sample too."""
+    h, w = pairs[refs[0]][0].shape
+    fine, coarse = (np.zeros((spec.slots, h, w), np.float32) for _ in range(2))
+    for slot, ref in enumerate(refs):
+        fine[slot], coarse[slot] = pairs[ref]
+    nearest = min(refs, key=lambda r: (abs((dates[r] - dates[spec.target]).days), dates[r]))
+    return {"fine_refs": fine, "coarse_refs": coarse, "ref_mask": np.arange(spec.slots) < len(refs),
+            "fine_ref": pairs[nearest][0][None], "coarse_ref": pairs[nearest][1][None]}
 
 
 class PatchDataset(Dataset):
@@ -114,7 +134,7 @@ class PatchDataset(Dataset):
         if self.augment:
             k, flip = int(gen.integers(4)), bool(gen.integers(2))
             for key, arr in sample.items():
-                if key != "meta":
+                if key != "meta" and arr.ndim == 3:  # images (C,h,w); not ref_mask (K,)
                     arr = np.rot90(arr, k, axes=(1, 2))
                     sample[key] = np.ascontiguousarray(arr[:, :, ::-1] if flip else arr)
         return sample

@@ -21,10 +21,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """A target date index and its reference date indices (1 or 2, earlier first)."""
+    """A target date index and its reference date indices (earlier first).
+
+    `slots` is K for a sequence sample (pairing=sequence): its 1..K references are stacked in K slots
+    (`fine_refs`, `coarse_refs`, `ref_mask`); 0 for the standard keys (`fine_ref`, ..., `fine_ref2`).
+    """
 
     target: int
     refs: tuple[int, ...]
+    slots: int = 0
 
 
 def _number(key: str, value, example, integer: bool = False, below_one: bool = False):
@@ -119,19 +124,30 @@ class LeaveYearOutSplit(_Split):
 
 
 class Pairing:
-    """Reference dates for each target: the previous date, the nearest date, or one on each side."""
+    """Reference dates for each target: the previous date, the nearest date, one on each side, or a sequence of the
+    `k` nearest (`side`: both, or past only) within `max_gap_days`.
 
-    MODES = {"previous": 1, "nearest": 1, "two_refs": 2}
+    `MODES` gives the references every sample of a mode is sure to have: a sequence sample has 1 to k.
+    """
+
+    MODES = {"previous": 1, "nearest": 1, "two_refs": 2, "sequence": 1}
+    SIDES = ("both", "past")
 
     def __init__(self, name: str, mode: str = "previous", max_gap_days: float | None = None,
-                 train_reference: str = "fixed") -> None:
+                 train_reference: str = "fixed", k: int | None = None, side: str = "both") -> None:
         if mode not in self.MODES:
             raise ConfigError(f"pairing.mode={mode!r}: use one of {', '.join(self.MODES)}.")
         if train_reference not in ("fixed", "random"):
             raise ConfigError(f"pairing.train_reference={train_reference!r}: use fixed or random.")
         if max_gap_days is not None:
             _number("pairing.max_gap_days", max_gap_days, 32)
+        if mode == "sequence":  # k and side mean nothing to the other modes (an evaluation sibling keeps them)
+            if _number("pairing.k", k, 3, integer=True) < 1:
+                raise ConfigError(f"pairing.k={k!r} is not a number of references >= 1: set it like pairing.k=3.")
+            if side not in self.SIDES:
+                raise ConfigError(f"pairing.side={side!r}: use one of {', '.join(self.SIDES)}.")
         self.name, self.mode, self.max_gap_days, self.train_reference = name, mode, max_gap_days, train_reference
+        self.k, self.side = k, side
 
     @property
     def n_refs(self) -> int:
@@ -149,14 +165,20 @@ class Pairing:
                 refs = (max(before, key=lambda c: days[c]),) if before else ()
             elif self.mode == "nearest":
                 refs = (min(pool, key=lambda c: (abs(days[c] - days[t]), days[c])),) if pool else ()
-            else:
+            elif self.mode == "two_refs":
                 refs = ((max(before, key=lambda c: days[c]), min(after, key=lambda c: days[c]))
                         if before and after else ())
+            else:  # the k nearest (a tie takes the past), stacked earlier first
+                side = before if self.side == "past" else pool
+                refs = tuple(sorted(sorted(side, key=lambda c: (abs(days[c] - days[t]), days[c]))[: self.k],
+                                    key=lambda c: days[c]))
             if refs:
-                specs.append(SampleSpec(t, refs))
+                specs.append(SampleSpec(t, refs, self.k if self.mode == "sequence" else 0))
             else:
                 want = {"previous": "earlier reference date", "nearest": "other reference date",
-                        "two_refs": "reference date on each side"}[self.mode]
+                        "two_refs": "reference date on each side",
+                        "sequence": "earlier reference date" if self.side == "past" else "other reference date"}[
+                    self.mode]
                 gap = f" within {self.max_gap_days} days" if self.max_gap_days is not None else ""
                 skipped.append((dates[t], f"no {want}{gap} (pairing.mode={self.mode})"))
         return specs, skipped

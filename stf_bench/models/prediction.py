@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from stf_bench.data.normalization import AffineNorm
 
-IMAGE_KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
+# (B,C,H,W) inputs that are normalized, padded and tiled; the sequence pairing's (B,K,H,W) stacks ride along
+IMAGE_KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2", "fine_refs", "coarse_refs")
+SEQUENCE_KEYS = ("fine_refs", "coarse_refs")
 
 
 def tile_offsets(length: int, tile: int) -> list[int]:
@@ -107,6 +109,9 @@ class ScenePredictor:
         if self.kelvin_inputs:
             return self.net(batch)
         normalized = {k: (self.norm.from_kelvin(v) if k in IMAGE_KEYS else v) for k, v in batch.items()}
+        if "ref_mask" in batch:  # absent sequence slots stay zero in the network's units, as in training samples
+            keep = batch["ref_mask"][..., None, None].to(torch.bool)
+            normalized.update({k: torch.where(keep, normalized[k], 0.0) for k in SEQUENCE_KEYS if k in batch})
         return self.predict_normalized(normalized)
 
     def predict_normalized(self, batch: dict) -> torch.Tensor:
