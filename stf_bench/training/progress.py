@@ -31,7 +31,8 @@ class LogProgress(L.Callback):
         self.active, self.started, self.batches = False, 0.0, 0
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.active = not (self.only_without_terminal and not no_terminal())
+        # one line per epoch for the whole run: under DDP only rank 0 writes it
+        self.active = trainer.is_global_zero and not (self.only_without_terminal and not no_terminal())
         self.started, self.batches = time.time(), 0
 
     def _total_batches(self, trainer) -> float:

@@ -114,7 +114,8 @@ def test_declarations(model_id):
     assert cfg.lightning_module in ("supervised", "adversarial", "diffusion")
     assert int(cfg.n_refs) in (1, 2) and int(cfg.get("min_refs", cfg.n_refs)) <= int(cfg.n_refs)
     assert int(cfg.size_multiple) >= 1 and (cfg.fixed_size is None or int(cfg.fixed_size) % int(cfg.size_multiple) == 0)
-    assert set(cfg.inputs) <= {"fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2"}
+    assert set(cfg.inputs) <= {"fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2",
+                               "fine_refs", "coarse_refs", "ref_mask"}  # the last three: pairing=sequence
     assert {"batch_size", "patch_size", "max_epochs", "seed"} <= set(cfg.train) and cfg.optimizer
     assert int(cfg.train.patch_size) % int(cfg.size_multiple) == 0
     assert cfg.train_reference in ("fixed", "random")

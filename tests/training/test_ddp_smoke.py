@@ -15,6 +15,8 @@ def test_two_process_ddp_run_then_resume(cli, data_dir, tmp_path):
     common = [f"paths.data_dir={data_dir}", f"paths.outputs_dir={out}", "logger=csv"]
     first = cli("train.py", "experiment=ddp_smoke", *common, "hydra.run.dir=" + str(out / "ddp"), timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
+    log = first.stdout + first.stderr
+    assert log.count("epoch 2/2") == 1   # the progress line, from rank 0 only
     run = out / "ddp"
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and info["world_size"] == 2 and info["strategy"] == "DDPStrategy"
