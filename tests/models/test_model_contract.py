@@ -187,7 +187,7 @@ SMOOTH_AT_LSR_SCALE = {"stfdcnn", "vdcn"}
 # its consistency loss cannot fall 10x from there: USTFN starts from a head drawn at std 0.05 instead, a prediction
 # far from its inputs, and must learn its way back down.
 FAR_START = {"ustfn": "unet.head"}
-# Learning rates other than 1e-3: VDSR-20 (no normalization, 20 layers) stalls at 1e-3; its recipe is 1e-4.
+# Learning rates other than 1e-3: VDCN (two VDSR-20 stages, 20 plain layers each) at its recipe's 1e-4.
 OVERFIT_LR = {"vdcn": 1e-4}
 
 
