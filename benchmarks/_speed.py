@@ -121,9 +121,12 @@ def timed(fn, device: torch.device, warmup: int, repeats: int, max_s: float) -> 
 
 
 def random_scene(size: int, device: torch.device, keys=SCENE_KEYS) -> dict:
-    """Normalized inputs (uniform in [0, 1]) for a deep model's whole-scene prediction."""
+    """Normalized inputs (uniform in [0, 1]) for a deep model's whole-scene prediction, with the dates a sequence
+    model reads (target, then the references 16 days before and after, as an evaluation batch carries them)."""
     gen = torch.Generator().manual_seed(0)
-    return {k: torch.rand((1, 1, size, size), generator=gen).to(device) for k in keys}
+    scene = {k: torch.rand((1, 1, size, size), generator=gen).to(device) for k in keys}
+    scene["meta"] = {"dates": "2020-07-17,2020-07-01,2020-08-02"}
+    return scene
 
 
 def build_classical(method: str, coarse_block: int, **net_overrides):
