@@ -24,24 +24,7 @@ import torch.nn as nn
 
 from stf_bench.models.ae_generic import AEGeneric
 from stf_bench.models.blocks.masked import masked_l1
-
-
-class PatchDiscriminator(nn.Sequential):
-    """pix2pix's N-layer PatchGAN: widths (64, 128, 256, 512) give the 70x70 receptive field.
-
-    The first conv has a bias and no normalization; the others are bias-free with BatchNorm; all but the last of
-    ``widths`` halve the map; a final 4x4 conv gives one logit per position.
-    """
-
-    def __init__(self, in_ch: int, widths: tuple[int, ...] = (64, 128, 256, 512), slope: float = 0.2):
-        widths = [int(w) for w in widths]
-        layers = [nn.Conv2d(in_ch, widths[0], 4, stride=2, padding=1), nn.LeakyReLU(slope)]
-        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
-            stride = 2 if i < len(widths) - 2 else 1
-            layers += [nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
-                       nn.LeakyReLU(slope)]
-        layers.append(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=1))
-        super().__init__(*layers)
+from stf_bench.models.blocks.patchgan import PatchDiscriminator
 
 
 class GANGeneric(nn.Module):

@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.models.ae_generic import AEGeneric
-from stf_bench.models.gan_generic import GANGeneric, PatchDiscriminator
+from stf_bench.models.blocks.patchgan import PatchDiscriminator
+from stf_bench.models.gan_generic import GANGeneric
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "gan_generic.yaml"
 
