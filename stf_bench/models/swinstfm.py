@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stf_bench.models.blocks.ranges import SYMMETRIC
 from stf_bench.models.blocks.swin import (
     Mlp,
     PatchEmbed,
@@ -29,17 +30,8 @@ from stf_bench.models.blocks.swin import (
     window_reverse,
 )
 
-# Normalized [0, 1] -> internal [-0.8, 0.8]: the Tanh bound then sits 12.5 % of the training span beyond its extremes.
-INTERNAL_SCALE, INTERNAL_OFFSET = 1.6, -0.8
 OUTPUT_ACTIVATIONS = ("tanh", "none")
-
-
-def to_internal(x: torch.Tensor) -> torch.Tensor:
-    return INTERNAL_SCALE * x + INTERNAL_OFFSET
-
-
-def from_internal(y: torch.Tensor) -> torch.Tensor:
-    return (y - INTERNAL_OFFSET) / INTERNAL_SCALE
+to_internal, from_internal = SYMMETRIC.to_internal, SYMMETRIC.from_internal
 
 
 def nchw(x: torch.Tensor) -> torch.Tensor:
