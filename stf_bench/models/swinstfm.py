@@ -5,7 +5,18 @@ and re-written here; see the `swinstfm` section of specs/models.md. Two encoders
 shared by C_ref and C_tgt, one for F_ref. At every decoder level a cross-attention layer lets C_ref query F_ref and
 C_tgt at once and carries the coarse change dC = C_tgt - C_ref as values, so the fine reference's texture decides
 where the coarse change goes. The published model works on [-1, 1] with a Tanh head; here the normalized input is
-mapped to that range (x' = 1.6 x - 0.8, so the training span fills the central 80 %) and the output mapped back.
+mapped to that range (x' = 1.6 x - 0.8, so the training span fills the central 80 %) and the output mapped back; the
+loss (Charbonnier + relu MS-SSIM, YAML ``loss.value_range: symmetric``) is computed there with data range 2, as the
+official loss.py does, so its two terms keep their published 1:1 balance.
+
+Deliberate deviations from the official code (also in conf/model/swinstfm.yaml):
+- Attention is the paper's per-window, batch-independent product attention. The official ``WindowAttention3``
+  (a) renormalises the product over the query axis in unshifted blocks (an extra leading dimension of size 1) and
+  (b) its final ``transpose(1, 2).reshape`` mixes heads, windows and batch samples, so one sample's output changes
+  when another sample of the batch changes (measured 0.07). With those two lines fixed the official code agrees with
+  this module to 6e-7.
+- The best epoch is chosen on validation SSIM; the official code picks it on test SSIM.
+- One band instead of six, and the coarse input already on the fine grid.
 """
 
 from __future__ import annotations

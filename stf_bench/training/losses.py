@@ -4,6 +4,10 @@ Pixel terms average over observed target pixels only (``valid_tgt``), unless ``m
 (SSIM, MS-SSIM) need whole windows, so they see the patch with non-observed target pixels replaced by the
 prediction (detached): those pixels then add no error. The data range is the normalized training span (1.0 under
 min-max), never inferred from a batch.
+
+A model published on an internal range (``value_range: symmetric`` for [-1, 1], ``unit`` for [0, 1]; models.md part 2
+§0) computes its loss there, as its official code does: prediction and target are mapped to that range and the data
+range becomes the interval's width, so pixel and structural terms keep their published balance.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import nn
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.masked import masked_charbonnier, masked_l1, masked_mse
 from stf_bench.models.blocks.msssim import ms_ssim, ssim
+from stf_bench.models.blocks.ranges import RANGES
 
 
 def _l1(pred, target, mask, **_):
@@ -43,8 +48,13 @@ STRUCTURAL = {"ssim", "ms_ssim"}
 class CompositeLoss(nn.Module):
     """sum_k weight_k * term_k(pred, F2); returns the total and each term for logging."""
 
-    def __init__(self, terms: list[dict], data_range: float = 1.0, mask_target: bool = True) -> None:
+    def __init__(self, terms: list[dict], data_range: float = 1.0, mask_target: bool = True,
+                 value_range: str | None = None) -> None:
         super().__init__()
+        if value_range is not None and value_range not in RANGES:
+            raise ConfigError(f"model.loss.value_range={value_range!r}; use null (the default normalization) or one "
+                              f"of {', '.join(RANGES)}.")
+        self.value_range = RANGES.get(value_range)
         if not terms:
             raise ConfigError("model.loss.terms is empty: give at least one term, e.g. [{name: l1, weight: 1.0}].")
         self.terms = []
@@ -55,10 +65,13 @@ class CompositeLoss(nn.Module):
                 raise ConfigError(f"model.loss.terms: unknown term {name!r}; available: {', '.join(TERMS)}.")
             weight = float(term.pop("weight", 1.0))
             self.terms.append((name, weight, term))
-        self.data_range, self.mask_target = data_range, mask_target
+        self.data_range = self.value_range.width if self.value_range else data_range
+        self.mask_target = mask_target
 
     def forward(self, pred: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         target = batch["fine_tgt"]
+        if self.value_range:
+            pred, target = self.value_range.to_internal(pred), self.value_range.to_internal(target)
         mask = batch["valid_tgt"] if self.mask_target else None
         filled = target if mask is None else torch.where(mask, target, pred.detach())
         out = {}

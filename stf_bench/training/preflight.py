@@ -75,12 +75,24 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
 
 
 def check_sizes(cfg: DictConfig, datamodule) -> None:
+    """Patches against the scene, with advice the model accepts: a multiple of its size_multiple, and for a
+    fixed-size model (which takes no other patch) a larger region or another model, since no patch would do."""
     h, w = datamodule.store.grid.shape
     patch = cfg.datamodule.patch_size  # (batch against patches_per_epoch: lifecycle.check_optimizer_steps)
+    model = cfg.model
+    if patch > min(h, w) and model.fixed_size:
+        raise ConfigError(f"model {model.id} takes only {model.fixed_size}x{model.fixed_size} patches "
+                          f"(model.fixed_size), but the scenes of {datamodule.store.path} are {h}x{w}: no patch "
+                          f"size can train it there. Prepare the dataset over a region of at least "
+                          f"{model.fixed_size}x{model.fixed_size} fine pixels, or choose a model without a fixed "
+                          f"size (e.g. model=dcstfn). Whole-scene prediction of a trained {model.id} pads smaller "
+                          f"scenes and scores only the real pixels.")
     if patch > min(h, w):
+        multiple = int(model.size_multiple or 1)
+        fit = min(h, w) // max(2, multiple) * max(2, multiple)
         raise ConfigError(f"datamodule.patch_size={patch} (model.train.patch_size) is larger than the scene "
-                          f"({h}x{w}) of {datamodule.store.path}. Use model.train.patch_size={min(h, w) // 2 * 2} or "
-                          f"smaller.")
+                          f"({h}x{w}) of {datamodule.store.path}. Use model.train.patch_size={fit} or smaller"
+                          f"{f' (a multiple of {multiple}, model {model.id} needs it)' if multiple > 1 else ''}.")
     for name, block in (cfg.model.net or {}).items():
         recipe = block.get("recipe") if isinstance(block, DictConfig) else None
         if recipe is not None and block.get("ckpt") is None and recipe.patch > min(h, w):

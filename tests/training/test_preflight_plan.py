@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
-from tests.training.conftest import compose_train, train_in_process
+from tests.training.conftest import REPO, compose_train, train_in_process
 
 
 def cached_pieces(data_dir) -> set:
@@ -113,3 +113,36 @@ def test_debug_trainer_caps_pretraining(data_dir, tmp_path):
     assert debug.pretrain_max_epochs == 1 and debug.trainer.fast_dev_run is True
     assert compose_train(["trainer=debug", "pretrain_max_epochs=3"], data_dir, tmp_path / "b").pretrain_max_epochs == 3
     assert compose_train([], data_dir, tmp_path / "c").pretrain_max_epochs is None  # the published recipe
+
+
+def _size_check(model_id: str, patch: int, scene: tuple[int, int]):
+    """check_model_config then check_sizes for `model=<id>` with this patch on a store of this scene size."""
+    from types import SimpleNamespace
+
+    from stf_bench.training.pipeline import check_model_config
+    from stf_bench.training.preflight import check_sizes
+
+    model = OmegaConf.load(REPO / "conf" / "model" / f"{model_id}.yaml")
+    cfg = OmegaConf.create({"model": model, "datamodule": {"patch_size": patch}})
+    store = SimpleNamespace(grid=SimpleNamespace(shape=scene), path="data/mine")
+    check_model_config(cfg)
+    check_sizes(cfg, SimpleNamespace(store=store))
+
+
+def test_patch_advice_is_accepted_when_followed():
+    """The suggested patch is below the scene and a multiple of the model's size multiple (DCSTFN: 16)."""
+    with pytest.raises(ConfigError, match=r"model\.train\.patch_size=(\d+) or smaller \(a multiple of 16") as err:
+        _size_check("dcstfn", 256, (227, 300))
+    suggested = int(err.value.args[0].split("model.train.patch_size=")[1].split()[0])
+    assert suggested == 224
+    _size_check("dcstfn", suggested, (227, 300))
+
+
+def test_fixed_size_model_on_small_scenes_names_what_works():
+    """No patch trains SwinSTFM (256 only) on 227-row scenes: the advice is a larger region or another model."""
+    with pytest.raises(ConfigError, match=r"swinstfm takes only 256x256 patches.*are 227x300: no patch size.*"
+                                          r"at least 256x256 fine pixels.*model=dcstfn"):
+        _size_check("swinstfm", 256, (227, 300))
+    with pytest.raises(ConfigError, match=r"accepts only 256x256"):
+        _size_check("swinstfm", 226, (227, 300))
+    _size_check("dcstfn", OmegaConf.load(REPO / "conf" / "model" / "dcstfn.yaml").train.patch_size, (227, 300))

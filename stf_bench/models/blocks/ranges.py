@@ -12,10 +12,10 @@ import torch
 
 
 class InternalRange:
-    """x' = scale * x + offset and its inverse."""
+    """x' = scale * x + offset and its inverse; ``width`` is the published interval's (the MS-SSIM data range there)."""
 
-    def __init__(self, scale: float, offset: float):
-        self.scale, self.offset = scale, offset
+    def __init__(self, scale: float, offset: float, width: float):
+        self.scale, self.offset, self.width = scale, offset, width
 
     def to_internal(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale * x + self.offset
@@ -24,5 +24,6 @@ class InternalRange:
         return (y - self.offset) / self.scale
 
 
-SYMMETRIC = InternalRange(1.6, -0.8)  # [0, 1] -> [-0.8, 0.8] inside [-1, 1]
-UNIT = InternalRange(0.8, 0.1)  # [0, 1] -> [0.1, 0.9] inside [0, 1]
+SYMMETRIC = InternalRange(1.6, -0.8, 2.0)  # [0, 1] -> [-0.8, 0.8] inside [-1, 1]
+UNIT = InternalRange(0.8, 0.1, 1.0)  # [0, 1] -> [0.1, 0.9] inside [0, 1]
+RANGES = {"symmetric": SYMMETRIC, "unit": UNIT}
