@@ -1,8 +1,6 @@
 """ae_generic: design counts per block and per option, the fusion modes, one and two references, the masked L1 with
 its identity term, and config errors."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -12,17 +10,13 @@ from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError
 from stf_bench.models.ae_generic import AEGeneric, LatentFusion
 from stf_bench.models.blocks.masked import masked_l1
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "ae_generic.yaml"
+CONF = model_conf("ae_generic")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
 
 
 def build(cfg, **overrides) -> AEGeneric:

@@ -1,8 +1,6 @@
 """biastf (reconstructed): design parameter counts, the delta-baseline start, the masked L1 and the optional
 MODIS-scale mean term on the bias."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,12 +9,9 @@ from omegaconf import OmegaConf
 
 from stf_bench.models.biastf import BiaSTF
 from stf_bench.models.blocks.residual import ResidualBlock
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "biastf.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+CONF = model_conf("biastf")
 
 
 def _model(mean_weight=0.0, seed=0, spread=False):
@@ -43,10 +38,10 @@ def test_config_and_design_counts():
     cfg = OmegaConf.load(CONF)
     net = instantiate(cfg.net)
     assert (cfg.label, cfg.n_refs, cfg.loss, net.mean_weight, net.coarse_factor) == ("reconstructed", 1, None, 0.0, 32)
-    assert _count(net) == cfg.params_target == 445_505
+    assert n_trainable(net) == cfg.params_target == 445_505
     head, *blocks, tail = net.bias_net
-    assert (_count(head), len(blocks), _count(tail)) == (1_792, 6, 577)
-    assert all(isinstance(b, ResidualBlock) and _count(b) == 73_856 for b in blocks)
+    assert (n_trainable(head), len(blocks), n_trainable(tail)) == (1_792, 6, 577)
+    assert all(isinstance(b, ResidualBlock) and n_trainable(b) == 73_856 for b in blocks)
 
 
 def test_training_starts_at_the_delta_baseline():

@@ -1,33 +1,15 @@
 """CascadeSTF (reconstructed): stage 1 is EDCSTFN's network, the epoch schedule, and which stage trains when."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import coarse_pool
 from stf_bench.models.cascadestf import CascadeSTF
 from stf_bench.models.edcstfn import EDCSTFN, EDCSTFNNetwork
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "cascadestf.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
-
-
-@pytest.fixture
-def model(cfg):
-    torch.manual_seed(0)
-    return instantiate(cfg.net)
+CONF = model_conf("cascadestf")
 
 
 def _batch(size=32, seed=0, with_target=True):
@@ -50,10 +32,10 @@ def test_config_and_design_counts(cfg, model):
         "cascadestf", "reconstructed", 1, 32, 32)
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs, cfg.optimizer.lr) == (8, 128, 150, 1e-4)
     assert cfg.net.max_epochs == cfg.train.max_epochs and cfg.net.stage2_transductive is False and cfg.loss is None
-    assert _count(model) == cfg.params_target == 316_386
-    assert (_count(model.stage1), _count(model.refiner)) == (278_209, 38_177)
+    assert n_params(model) == cfg.params_target == 316_386
+    assert (n_params(model.stage1), n_params(model.refiner)) == (278_209, 38_177)
     s1 = model.stage1
-    assert (_count(s1.fine_encoder), _count(s1.residual_encoder), _count(s1.decoder)) == (92_672, 93_248, 92_289)
+    assert (n_params(s1.fine_encoder), n_params(s1.residual_encoder), n_params(s1.decoder)) == (92_672, 93_248, 92_289)
     assert type(s1) is EDCSTFNNetwork and not hasattr(s1, "feature_encoder")  # no frozen feature loss
 
 

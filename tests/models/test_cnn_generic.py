@@ -1,7 +1,5 @@
 """cnn_generic: design counts per block, width/depth/fusion options, residual, one and two references."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -9,12 +7,9 @@ from omegaconf import OmegaConf
 
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError, user_error
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "cnn_generic.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+CONF = model_conf("cnn_generic")
 
 
 def _cfg(**net):
@@ -54,13 +49,13 @@ def test_config_declares_the_contract():
 
 def test_parameter_counts_per_block():
     model = _model()
-    assert _count(model.spatial) == 92_672
-    assert _count(model.temporal) == 92_960
-    assert _count(model.fuse) == 32_896
-    assert _count(model.reconstruct) == 165_025
-    assert _count(model) == 383_553
-    assert _count(_model(fusion="add")) == 383_553 - 32_896  # the sum has no layer
-    assert _count(_model(weighting="learned")) == 383_553 + 11_010
+    assert n_params(model.spatial) == 92_672
+    assert n_params(model.temporal) == 92_960
+    assert n_params(model.fuse) == 32_896
+    assert n_params(model.reconstruct) == 165_025
+    assert n_params(model) == 383_553
+    assert n_params(_model(fusion="add")) == 383_553 - 32_896  # the sum has no layer
+    assert n_params(_model(weighting="learned")) == 383_553 + 11_010
 
 
 def test_widths_set_width_and_depth():

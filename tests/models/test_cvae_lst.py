@@ -1,27 +1,16 @@
 """cvae_lst: exact design counts (E_q training-only), the two training phases, the KL ramp, masking and ICW."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.models.cvae_lst import gaussian_kl
 from stf_bench.models.param_table import inference_parameters
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "cvae_lst.yaml"
+CONF = model_conf("cvae_lst")
 PRETRAIN, CVAE = 0, 100  # epochs of the two phases under the default 30 pre-training epochs
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
 
 
 @pytest.fixture
@@ -56,11 +45,11 @@ def test_config_declares_the_contract(cfg, model):
 
 
 def test_parameter_counts_per_part(model):
-    assert _count(model.condition_encoder) == 291_136
-    assert _count(model.decoder) == 350_561
-    assert _count(model.recognition_encoder) == 291_424
+    assert n_params(model.condition_encoder) == 291_136
+    assert n_params(model.decoder) == 350_561
+    assert n_params(model.recognition_encoder) == 291_424
     assert inference_parameters(model) == 641_697  # E_q is training-only
-    assert _count(model) == 641_697 + 291_424
+    assert n_params(model) == 641_697 + 291_424
 
 
 def test_kl_ramp(model):

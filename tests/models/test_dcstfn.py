@@ -1,8 +1,6 @@
 """DCSTFN: exact 1-band parameter counts, the native-resolution coarse input (pooled by 16), the coarse_pool: 1
 alternative, the official fusion rule and training recipe."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,17 +9,9 @@ from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.dcstfn import DCSTFN
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "dcstfn.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("dcstfn")
 
 
 def _model(coarse_pool=16, seed=0):
@@ -44,7 +34,7 @@ def _batch(size=32, seed=0, block=16):
 def test_config_and_recipe(cfg):
     net = instantiate(cfg.net)
     assert (cfg.id, cfg.label, cfg.n_refs, cfg.size_multiple, net.coarse_pool) == ("dcstfn", "official-code", 1, 16, 16)
-    assert _count(net) == cfg.params_target == 408_961
+    assert n_trainable(net) == cfg.params_target == 408_961
     assert OmegaConf.to_container(cfg.loss) == {"terms": [{"name": "mse", "weight": 1.0}]}
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs) == (32, 160, 30)
     opt = instantiate(cfg.optimizer)(params=net.parameters())
@@ -58,7 +48,7 @@ def test_config_and_recipe(cfg):
 @pytest.mark.parametrize("coarse_pool", (16, 1))
 def test_parameter_counts_per_branch(coarse_pool):
     net = _model(coarse_pool)
-    assert (_count(net.coarse_branch), _count(net.fine_branch), _count(net.reconstruction)) == (203_456, 129_600, 75_905)
+    assert (n_trainable(net.coarse_branch), n_trainable(net.fine_branch), n_trainable(net.reconstruction)) == (203_456, 129_600, 75_905)
 
 
 @pytest.mark.parametrize("coarse_pool,size", ((16, 32), (16, 64), (1, 32), (1, 34)))

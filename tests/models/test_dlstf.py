@@ -1,7 +1,5 @@
 """dlstf (reconstructed): design parameter counts, the zero-initialised residual, and the two-pair MSE."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -9,12 +7,9 @@ from omegaconf import OmegaConf
 
 from stf_bench.models.blocks.residual import ResidualBlock
 from stf_bench.models.dlstf import DLSTF
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "dlstf.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+CONF = model_conf("dlstf")
 
 
 def _model(use_reference=False, seed=0, spread=False):
@@ -37,11 +32,11 @@ def test_config_and_design_counts():
     cfg = OmegaConf.load(CONF)
     net = instantiate(cfg.net)
     assert (cfg.label, cfg.n_refs, list(cfg.inputs), cfg.loss) == ("reconstructed", 1, ["coarse_tgt"], None)
-    assert _count(net) == cfg.params_target == 592_065
+    assert n_trainable(net) == cfg.params_target == 592_065
     head, *blocks, tail = net.residual
-    assert (_count(head), len(blocks), _count(tail)) == (640, 8, 577)
-    assert all(isinstance(b, ResidualBlock) and _count(b) == 73_856 for b in blocks)
-    assert _count(_model(use_reference=True)) == 593_217
+    assert (n_trainable(head), len(blocks), n_trainable(tail)) == (640, 8, 577)
+    assert all(isinstance(b, ResidualBlock) and n_trainable(b) == 73_856 for b in blocks)
+    assert n_trainable(_model(use_reference=True)) == 593_217
 
 
 @pytest.mark.parametrize("use_reference", (False, True))

@@ -1,17 +1,14 @@
 """EDCSTFN: exact 1-band parameter counts, one/two-reference paths, the masked compound loss and its loss network."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.pretrained import train_piece
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "edcstfn.yaml"
+CONF = model_conf("edcstfn")
 TOP_KEYS = {"id", "title", "family", "label", "source", "lightning_module", "n_refs", "size_multiple", "fixed_size",
             "inputs", "train_reference", "params_target", "net", "optimizer", "d_optimizer", "scheduler",
             "scheduler_monitor", "loss", "train"}
@@ -19,17 +16,6 @@ TOP_KEYS = {"id", "title", "family", "label", "source", "lightning_module", "n_r
 
 def _count(module, trainable=False):
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
-
-
-@pytest.fixture
-def model(cfg):
-    torch.manual_seed(0)
-    return instantiate(cfg.net)
 
 
 @pytest.fixture

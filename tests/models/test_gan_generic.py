@@ -1,7 +1,5 @@
 """gan_generic: the generator is ae_generic's network with skips, the 70x70 PatchGAN on [C2, F], the masked L1."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,17 +9,13 @@ from stf_bench.data.normalization import AffineNorm
 from stf_bench.models.ae_generic import AEGeneric
 from stf_bench.models.blocks.patchgan import PatchDiscriminator
 from stf_bench.models.gan_generic import GANGeneric
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "gan_generic.yaml"
+CONF = model_conf("gan_generic")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
 
 
 @pytest.fixture

@@ -1,31 +1,20 @@
 """GAN-STFM: exact 1-band counts of G, D and the feature autoencoder, the adversarial hooks, and the feature loss."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.pretrained import train_piece
-from stf_bench.models.ganstfm import GANSTFM
 from stf_bench.models.blocks.switchnorm import SwitchNorm2d
+from stf_bench.models.ganstfm import GANSTFM
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "ganstfm.yaml"
+CONF = model_conf("ganstfm")
 TOP_KEYS = {"id", "title", "family", "label", "source", "lightning_module", "n_refs", "size_multiple", "fixed_size",
             "inputs", "train_reference", "params_target", "net", "optimizer", "d_optimizer", "scheduler",
             "scheduler_monitor", "loss", "train"}
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")
@@ -52,21 +41,21 @@ def test_config_declares_the_contract(cfg, model):
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs, cfg.train.seed) == (36, 256, 500, 2020)
     assert cfg.optimizer.lr == cfg.d_optimizer.lr == 2e-4 and cfg.scheduler is None
     assert (model.adv_weight, model.gan_mode, model.d_reduce) == (1e-3, "lsgan", "batch")
-    assert _count(model.generator) == cfg.params_target == 577_225
+    assert n_params(model.generator) == cfg.params_target == 577_225
 
 
 def test_parameter_counts_per_part(model):
     g = model.generator
-    assert [_count(b) for b in g.encoder] == [100, 5_804, 22_860, 90_764]
-    assert [_count(b) for b in g.decoder] == [344_448, 86_208, 21_600, 5_424]
-    assert _count(g.head) == 17
+    assert [n_params(b) for b in g.encoder] == [100, 5_804, 22_860, 90_764]
+    assert [n_params(b) for b in g.decoder] == [344_448, 86_208, 21_600, 5_424]
+    assert n_params(g.head) == 17
     assert sum(isinstance(m, SwitchNorm2d) for m in g.modules()) == 8
     d = model.discriminator
-    assert (_count(d), _count(d.d1), _count(d.d2), _count(d.d3)) == (3_660_109, 1_242_863, 1_231_375, 1_185_871)
-    assert _count(model.feature_encoder) == 97_152
+    assert (n_params(d), n_params(d.d1), n_params(d.d2), n_params(d.d3)) == (3_660_109, 1_242_863, 1_231_375, 1_185_871)
+    assert n_params(model.feature_encoder) == 97_152
     assert not any(p.requires_grad for p in model.feature_encoder.parameters())
     ae = model.pretrained_pieces()[0].build_autoencoder()
-    assert (_count(ae), _count(ae.encoder), ae.size_multiple) == (217_105, 97_152, 8)
+    assert (n_params(ae), n_params(ae.encoder), ae.size_multiple) == (217_105, 97_152, 8)
 
 
 def test_forward_reads_only_fine_ref_and_coarse_tgt(model):

@@ -1,8 +1,6 @@
 """Hybrid SRCNN + LSTM (reconstructed): design counts, the date sequence (order, dt from meta, one or two
 references), chunked per-pixel LSTM, the two losses with S detached unless end_to_end, and the SRCNN's own rate."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -10,18 +8,10 @@ from omegaconf import OmegaConf
 
 from stf_bench.models.blocks.masked import masked_mse
 from stf_bench.models.hybrid_lstm import date_offsets
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "hybrid_lstm.yaml"
+CONF = model_conf("hybrid_lstm")
 DATES = ["2020-06-15,2020-05-30,2020-07-01", "2020-06-15,2020-08-02,2020-06-07"]
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def _model(cfg, **over):
@@ -54,9 +44,9 @@ def test_config_and_design_counts(cfg, model):
         "hybrid_lstm", "reconstructed", "RNN", 2, 1, 1)
     assert (cfg.optimizer.lr, cfg.train.max_epochs, cfg.train.batch_size, cfg.train.patch_size) == (1e-3, 100, 4, 64)
     assert OmegaConf.to_container(cfg.optimizer_groups) == [{"prefix": "srcnn.", "lr": 1e-4}]
-    assert _count(model.srcnn) == 8_129
-    assert _count(model.lstm) + _count(model.head) == 51_265
-    assert _count(model) == cfg.params_target == 59_394
+    assert n_trainable(model.srcnn) == 8_129
+    assert n_trainable(model.lstm) + n_trainable(model.head) == 51_265
+    assert n_trainable(model) == cfg.params_target == 59_394
 
 
 def test_srcnn_and_lstm_get_their_own_learning_rates(cfg):

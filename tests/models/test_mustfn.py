@@ -1,31 +1,20 @@
 """MUSTFN: 1-band parameter counts per block, input-following pyramid pooling, linear head, the official init scope,
 and the masked MSE + global-SSIM loss that switches on at epoch 20."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.models.mustfn import global_ssim
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "mustfn.yaml"
+CONF = model_conf("mustfn")
 INPUTS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
 TOP_KEYS = {"id", "title", "family", "label", "source", "lightning_module", "n_refs", "size_multiple", "fixed_size",
             "inputs", "train_reference", "params_target", "net", "optimizer", "d_optimizer", "scheduler",
             "scheduler_monitor", "loss", "train"}
 UNUSED_OFFICIAL_CONV = 21 * 21 * 9 + 2 * 21  # deep_conv1_4: defined by the official module, never called
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +33,18 @@ def _batch(h=32, w=32, seed=0):
 def test_config_declares_the_contract(cfg, model):
     assert set(cfg) == TOP_KEYS
     assert (cfg.id, cfg.label, cfg.n_refs, cfg.size_multiple, cfg.fixed_size) == ("mustfn", "official-code", 2, 4, None)
-    assert cfg.params_target == 8_655_928 == _count(model) + UNUSED_OFFICIAL_CONV
+    assert cfg.params_target == 8_655_928 == n_params(model) + UNUSED_OFFICIAL_CONV
     assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.scheduler.gamma) == (1e-4, 5e-4, 0.92)
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs) == (6, 256, 360)
 
 
 def test_parameter_counts_per_block(model):
-    assert _count(model.stem_fine) + _count(model.stem_coarse) == 1_560 + 609
-    assert _count(model.f1) == 5_280
-    assert _count(model.g1) == 1_092_696
-    assert _count(model.h1) == 6_400_944
-    assert _count(model.attention) + _count(model.head) == 240_300 + 910_528
-    assert _count(model) == 8_651_917
+    assert n_params(model.stem_fine) + n_params(model.stem_coarse) == 1_560 + 609
+    assert n_params(model.f1) == 5_280
+    assert n_params(model.g1) == 1_092_696
+    assert n_params(model.h1) == 6_400_944
+    assert n_params(model.attention) + n_params(model.head) == 240_300 + 910_528
+    assert n_params(model) == 8_651_917
     assert not any(isinstance(m, torch.nn.Conv2d) and m.bias is not None for m in model.modules())
 
 

@@ -2,8 +2,6 @@
 coarse correction, what hiding a reference does (inference never hides; training hides with hide_prob and
 supervises the hidden references on all their pixels, the target on valid pixels)."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,13 +9,9 @@ from omegaconf import OmegaConf
 from sequence_batches import as_sequence, standard
 
 from stf_bench.models.blocks.fusion import coarse_pool
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "rnn_generic.yaml"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("rnn_generic")
 
 
 def build(cfg, **overrides):
@@ -25,19 +19,15 @@ def build(cfg, **overrides):
     return instantiate(OmegaConf.merge(cfg.net, overrides)).eval()
 
 
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 def test_config_and_parameter_counts_per_block(cfg):
     model = build(cfg)
     assert (cfg.id, cfg.label, cfg.n_refs, cfg.min_refs, cfg.size_multiple, cfg.net.coarse_factor) == (
         "rnn_generic", "reconstructed", 2, 1, 32, 32)
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs, cfg.optimizer.lr) == (8, 128, 200, 1e-4)
-    assert _count(model.encoder) == 19_680  # [C, m F, m, dt] -> 32 -> 64 at H/2
-    assert [_count(c) for c in model.cells] == [221_376, 221_376]
-    assert _count(model.decoder) == 18_753
-    assert _count(model) == cfg.params_target == 481_185
+    assert n_params(model.encoder) == 19_680  # [C, m F, m, dt] -> 32 -> 64 at H/2
+    assert [n_params(c) for c in model.cells] == [221_376, 221_376]
+    assert n_params(model.decoder) == 18_753
+    assert n_params(model) == cfg.params_target == 481_185
 
 
 def test_pinned_forward_value(cfg):

@@ -1,8 +1,6 @@
 """STFDCNN: stage counts, LSR, the two fusion passes (hpm in Kelvin, additive, ICW, one reference) and the
 independent, masked stage losses."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,18 +9,10 @@ from omegaconf import OmegaConf
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError
 from stf_bench.models.stfdcnn import STFDCNN, lsr, masked_lsr, srcnn
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "stfdcnn.yaml"
+CONF = model_conf("stfdcnn")
 NORM = AffineNorm(offset=250.0, scale=60.0)
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def build(cfg, seed=0, **overrides):
@@ -51,7 +41,7 @@ def _batch(two_refs=True, size=32, seed=0):
 def test_config_and_parameter_counts(cfg):
     net = build(cfg)
     assert (cfg.id, cfg.label, cfg.n_refs, cfg.min_refs, cfg.size_multiple) == ("stfdcnn", "re-implementation", 2, 1, 8)
-    assert _count(net.nlm) == _count(net.sr) == 57_281 and _count(net) == cfg.params_target == 114_562
+    assert n_trainable(net.nlm) == n_trainable(net.sr) == 57_281 and n_trainable(net) == cfg.params_target == 114_562
     assert net.nlm is not net.sr and net.nlm.body[0].weight.data_ptr() != net.sr.body[0].weight.data_ptr()
     # SGD at the re-implementation's rates: NLM 1e-2 (the optimizer's own), SR 1e-1 (its parameter group)
     assert cfg.optimizer.lr == 1e-2 and list(cfg.optimizer_groups) == [{"prefix": "sr.", "lr": 0.1}]

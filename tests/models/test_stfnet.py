@@ -1,19 +1,14 @@
 """StfNet: stream counts, the per-image weight and its hard switch, the output formula and the masked loss with its
 temporal-consistency term."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "stfnet.yaml"
+from tests.models.helpers import model_conf
 
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("stfnet")
 
 
 def build(cfg, seed=0, **overrides):

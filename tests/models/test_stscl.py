@@ -1,26 +1,15 @@
 """STSCL (reconstructed): design counts per sub-network, shared weights across the two references, the learned
 weighting of the two delta-plus-residual predictions, and the masked three-term loss."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.models.blocks.fusion import delta_baseline, gradient_l1
 from stf_bench.models.blocks.masked import masked_l1
+from tests.models.helpers import model_conf, n_trainable
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "stscl.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("stscl")
 
 
 @pytest.fixture
@@ -42,12 +31,12 @@ def test_config_and_design_counts(cfg, model):
         "stscl", "reconstructed", 2, 2, "supervised")
     assert "min_refs" not in cfg and cfg.loss is None
     assert (cfg.optimizer.lr, cfg.train.max_epochs, cfg.train.batch_size, cfg.train.patch_size) == (1e-4, 200, 8, 128)
-    assert _count(model.encoder) == 71_520
-    assert _count(model.convlstm) == 590_336
-    assert _count(model.state_init) == 8_320
-    assert _count(model.decoder) == 18_753
-    assert _count(model.weighting) == 11_010
-    assert _count(model) == cfg.params_target == 699_939
+    assert n_trainable(model.encoder) == 71_520
+    assert n_trainable(model.convlstm) == 590_336
+    assert n_trainable(model.state_init) == 8_320
+    assert n_trainable(model.decoder) == 18_753
+    assert n_trainable(model.weighting) == 11_010
+    assert n_trainable(model) == cfg.params_target == 699_939
 
 
 def test_pinned_forward_value(model):

@@ -1,28 +1,17 @@
 """STTFN (reconstructed): design counts, the delta-baseline direction networks, ICW, and reference-only training."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.data.normalization import AffineNorm
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import delta_baseline
 from stf_bench.models.sttfn import STTFN
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "sttfn.yaml"
+CONF = model_conf("sttfn")
 NORM = AffineNorm(offset=250.0, scale=60.0)
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def _model(cfg, **overrides):
@@ -51,11 +40,11 @@ def test_config_and_design_counts(cfg, model):
         "sttfn", "reconstructed", 2, 1, "references")
     assert "min_refs" not in cfg and cfg.loss is None and cfg.optimizer.lr == 1e-4
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs) == (16, 128, 200)
-    assert _count(model) == cfg.params_target == 325_122
+    assert n_params(model) == cfg.params_target == 325_122
     for net in (model.net_f, model.net_b):
-        assert _count(net) == 162_561
-        assert [_count(c) for c in net.multiscale] == [896, 2_432, 4_736]
-        assert (_count(net.squeeze), _count(net.body), _count(net.head)) == (6_208, 147_712, 577)
+        assert n_params(net) == 162_561
+        assert [n_params(c) for c in net.multiscale] == [896, 2_432, 4_736]
+        assert (n_params(net.squeeze), n_params(net.body), n_params(net.head)) == (6_208, 147_712, 577)
 
 
 def test_pinned_forward_value(model):

@@ -2,24 +2,17 @@
 the standard and sequence samples agreeing, the nearest delta baseline, the masked loss; and the shared
 `reference_sequence` block it reads its references with."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from sequence_batches import as_sequence, standard
 
 from stf_bench.models.blocks.fusion import delta_baseline
 from stf_bench.models.blocks.sequence import reference_sequence
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "tsstfn.yaml"
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("tsstfn")
 
 
 @pytest.fixture
@@ -28,18 +21,14 @@ def model(cfg):
     return instantiate(cfg.net).eval()
 
 
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
 def test_config_and_parameter_counts_per_block(cfg, model):
     assert (cfg.id, cfg.label, cfg.n_refs, cfg.min_refs, cfg.size_multiple, cfg.params_target) == (
         "tsstfn", "reconstructed", 2, 1, 2, 465_153)
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs, cfg.optimizer.lr) == (8, 128, 200, 1e-4)
-    assert _count(model.ref_encoder) == 56_320 and _count(model.lstm) == 297_472  # 65 input channels (Delta-t)
-    assert _count(model.target_encoder) == 18_816
-    assert _count(model.decoder_low) + _count(model.decoder_high) == 92_545
-    assert _count(model) == 465_153
+    assert n_params(model.ref_encoder) == 56_320 and n_params(model.lstm) == 297_472  # 65 input channels (Delta-t)
+    assert n_params(model.target_encoder) == 18_816
+    assert n_params(model.decoder_low) + n_params(model.decoder_high) == 92_545
+    assert n_params(model) == 465_153
 
 
 def test_pinned_forward_value(model):

@@ -1,30 +1,13 @@
 """USTFN (reconstructed): design counts, the delta-baseline start, and an objective that never reads F2."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.models.blocks.fusion import coarse_pool, delta_baseline, high_pass
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "ustfn.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
-
-
-@pytest.fixture
-def model(cfg):
-    torch.manual_seed(0)
-    return instantiate(cfg.net)
+CONF = model_conf("ustfn")
 
 
 def _batch(size=64, seed=0, with_target=False):
@@ -47,9 +30,9 @@ def test_config_and_design_counts(cfg, model):
         "ustfn", "reconstructed", 1, 32, 32)
     assert cfg.net.unsupervised is True and cfg.net.detail_weight == 0.1 and cfg.loss is None
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs, cfg.optimizer.lr) == (8, 128, 200, 1e-4)
-    assert _count(model) == cfg.params_target == 471_553
+    assert n_params(model) == cfg.params_target == 471_553
     u = model.unet
-    assert [_count(m) for m in (u.enc1, u.enc2, u.enc3, u.dec2, u.dec1, u.head)] == [
+    assert [n_params(m) for m in (u.enc1, u.enc2, u.enc3, u.dec2, u.dec1, u.head)] == [
         10_144, 55_424, 221_440, 147_584, 36_928, 33]
 
 

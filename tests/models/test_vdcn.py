@@ -16,11 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf" / "model" / "vdcn.yaml"
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
-
-
 def test_design_counts_and_shared_pipeline(cfg):
     torch.manual_seed(0)
     net = instantiate(cfg.net)

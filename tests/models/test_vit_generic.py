@@ -1,8 +1,6 @@
 """vit_generic: design counts per block, the sin-cos positions, patch sizes, the delta-baseline residual, the
 warm-up + cosine schedule and the composite loss (small inputs: 32-48 px)."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -12,18 +10,14 @@ from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.schedule import warmup_cosine
 from stf_bench.models.vit_generic import ViTGeneric, sincos_position_embedding
 from stf_bench.training.losses import CompositeLoss
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "vit_generic.yaml"
+CONF = model_conf("vit_generic")
 KEYS = ("fine_ref", "coarse_ref", "coarse_tgt")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
 
 
 @pytest.fixture(scope="module")
