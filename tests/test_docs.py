@@ -43,6 +43,16 @@ def test_every_model_has_a_bibtex_entry():
     assert not missing, f"docs/references.bib lacks an entry for {sorted(missing)}"
 
 
+def test_bibtex_entries_are_unique_and_closed():
+    """The file merges as a union (.gitattributes), which can append a second copy of an entry or cut one open."""
+    text = (REPO / "docs" / "references.bib").read_text()
+    keys = re.findall(r"^@\w+\{([^,]+),", text, re.M)
+    assert sorted(k for k in set(keys) if keys.count(k) > 1) == []
+    for entry in re.split(r"^(?=@)", text, flags=re.M)[1:]:
+        body = entry.split("\n%")[0]
+        assert body.count("{") == body.count("}") and body.rstrip().endswith("}"), body[:80]
+
+
 def test_citation_cff_has_the_required_keys():
     cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0"
