@@ -2,6 +2,8 @@
 
 One step predicts once, updates D on the detached prediction, then updates G on the same prediction (reconstruction
 terms from the model's ``compute_loss`` plus ``adv_weight`` times the generator's GAN term), as models.md part 2 §0.
+During ``warmup_epochs`` G trains on its reconstruction terms alone and D is not updated. The model's ``scheduler``
+steps both optimizers once per epoch, as the published GAN recipes schedule G and D alike (D's from its first update).
 """
 
 from __future__ import annotations
@@ -60,7 +62,26 @@ class AdversarialModule(FusionModule):
         g_opt, d_opt = self.optimizers()
         net, mode, opts = self.net, self.net.gan_mode, self.options
         pred = net(batch)
+        warm = self.current_epoch < opts["warmup_epochs"]
+        loss_d = pred.new_zeros(()) if warm else self._d_step(batch, pred, d_opt)
 
+        if opts["regenerate_for_g"]:
+            pred = net(batch)
+        parts = dict(net.compute_loss(batch, self.current_epoch, pred=pred))
+        adv = g_loss(mode, net.discriminate(net.d_input(batch, pred)))
+        loss_g = parts["loss"] + (0.0 if warm else net.adv_weight) * adv
+        self._check_loss(loss_g, {**parts, "adv": adv, "d": loss_d})
+        g_opt.zero_grad()
+        self.manual_backward(loss_g)
+        if opts["clip_g"]:
+            self.clip_gradients(g_opt, gradient_clip_val=opts["clip_g"], gradient_clip_algorithm="norm")
+        g_opt.step()
+        logs = {f"train/{k}": v for k, v in parts.items() if k != "loss"}
+        logs.update({"train/loss": loss_g.detach(), "train/adv": adv.detach(), "train/d_loss": loss_d.detach()})
+        self.log_dict(logs, on_epoch=True, on_step=False, batch_size=batch["fine_tgt"].shape[0])
+
+    def _d_step(self, batch: dict, pred: torch.Tensor, d_opt) -> torch.Tensor:
+        net, mode, opts = self.net, self.net.gan_mode, self.options
         real = net.discriminate(net.d_input(batch, batch["fine_tgt"]))
         fake = net.discriminate(net.d_input(batch, pred.detach()))
         loss_d = d_loss(mode, real, fake)
@@ -73,37 +94,26 @@ class AdversarialModule(FusionModule):
             with torch.no_grad():
                 for p in net.discriminator.parameters():
                     p.clamp_(-opts["wgan_clip"], opts["wgan_clip"])
-
-        if opts["regenerate_for_g"]:
-            pred = net(batch)
-        parts = dict(net.compute_loss(batch, self.current_epoch, pred=pred))
-        adv = g_loss(mode, net.discriminate(net.d_input(batch, pred)))
-        warm = self.current_epoch < opts["warmup_epochs"]
-        loss_g = parts["loss"] + (0.0 if warm else net.adv_weight) * adv
-        self._check_loss(loss_g, {**parts, "adv": adv, "d": loss_d})
-        g_opt.zero_grad()
-        self.manual_backward(loss_g)
-        if opts["clip_g"]:
-            self.clip_gradients(g_opt, gradient_clip_val=opts["clip_g"], gradient_clip_algorithm="norm")
-        g_opt.step()
-        logs = {f"train/{k}": v for k, v in parts.items() if k != "loss"}
-        logs.update({"train/loss": loss_g.detach(), "train/adv": adv.detach(), "train/d_loss": loss_d.detach()})
-        self.log_dict(logs, on_epoch=True, on_step=False, batch_size=batch["fine_tgt"].shape[0])
+        return loss_d
 
     def on_validation_epoch_end(self) -> None:
         """Manual optimization steps no scheduler by itself: step it on this epoch's validation score."""
         values = self._log_scores("val")
-        scheduler = self.lr_schedulers()
-        if scheduler is None or not values or self.trainer.sanity_checking:
+        schedulers = self.lr_schedulers()
+        if schedulers is None or not values or self.trainer.sanity_checking:
             return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(values[self.model_cfg.get("scheduler_monitor", "val/rmse").split("/")[-1]])
-        else:
-            scheduler.step()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        if self.current_epoch < self.options["warmup_epochs"]:
+            schedulers = schedulers[:1]  # D's schedule starts with D's training
+        for scheduler in schedulers:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(values[self.model_cfg.get("scheduler_monitor", "val/rmse").split("/")[-1]])
+            else:
+                scheduler.step()
 
     def configure_optimizers(self):
         g_opt = self._optimizer("optimizer", self.generator_parameters())
         d_opt = self._optimizer("d_optimizer" if self.model_cfg.get("d_optimizer") else "optimizer",
                                 self.net.discriminator.parameters())
-        schedulers = [s["scheduler"] for s in (self._scheduler(g_opt),) if s]
+        schedulers = [s["scheduler"] for s in (self._scheduler(g_opt), self._scheduler(d_opt)) if s]
         return [g_opt, d_opt], schedulers
