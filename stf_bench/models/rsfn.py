@@ -38,7 +38,13 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.msssim import ms_ssim
-from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, fill_invalid, piece_block
+from stf_bench.models.blocks.pretrained import (
+    FeatureLossModel,
+    FrozenEncoder,
+    fill_invalid,
+    piece_block,
+)
+from stf_bench.models.blocks.sobel import sobel_mse
 
 GAN_MODES = ("lsgan", "lsgan_sigmoid")
 
@@ -175,15 +181,6 @@ def autoencoder_loss(recon: torch.Tensor, x: torch.Tensor, *, ssim_weight: float
     return F.l1_loss(recon, x) + ssim_weight * (1 - ms_ssim(recon, x, data_range, variant="product"))
 
 
-def _sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Per-band Sobel gradient magnitude sqrt(gx^2 + gy^2 + 1e-6), zero padding, as the official compute_gradient."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device)
-    kernels = torch.stack([kx, kx.t()])[:, None]  # (2, 1, 3, 3): horizontal, vertical
-    b, c, h, w = x.shape
-    g = F.conv2d(x.reshape(b * c, 1, h, w), kernels, padding=1)
-    return torch.sqrt(g.pow(2).sum(1) + 1e-6).reshape(b, c, h, w)
-
-
 # --------------------------------------------------------------------------------------------------------- model
 class RSFN(FeatureLossModel, nn.Module):
     """Generator G(F1, F3, C2), conditional SN discriminator on cat(image, C2), frozen feature encoder E.
@@ -237,7 +234,7 @@ class RSFN(FeatureLossModel, nn.Module):
         if pred is None:
             pred = self(batch)
         target = fill_invalid(batch["fine_tgt"], batch["valid_tgt"].bool(), pred)
-        sobel = F.mse_loss(_sobel_magnitude(pred), _sobel_magnitude(target))
+        sobel = sobel_mse(pred, batch["fine_tgt"], batch["valid_tgt"])
         feature = F.mse_loss(self.feature_encoder(pred), self.feature_encoder(target))
         visual = 1 - ms_ssim(pred, target, self.data_range, variant="product")
         terms = {"sobel": sobel, "feature": feature, "visual": visual}

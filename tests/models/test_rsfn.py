@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.msssim import ms_ssim
 from stf_bench.models.blocks.pretrained import train_piece
-from stf_bench.models.rsfn import RSFN, _sobel_magnitude
+from stf_bench.models.rsfn import RSFN
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "rsfn.yaml"
 
@@ -103,16 +103,6 @@ def test_discriminator_scores_and_small_patches(model):
         assert model.discriminate(x).shape == (2, 16)  # the 4x4 map at 256 px
         small = _batch(32)
         assert model.discriminate(model.d_input(small, small["fine_tgt"])).shape == (2, 1)  # ceil-mode pooling
-
-
-def test_sobel_magnitude():
-    x = torch.arange(64.0).reshape(1, 1, 8, 8)  # ramps of 1 along x and 8 along y: Sobel gives 8 and 64 inside
-    mag = _sobel_magnitude(x)
-    assert mag.shape == x.shape
-    torch.testing.assert_close(mag[..., 1:-1, 1:-1], torch.full((1, 1, 6, 6), (8.0**2 + 64.0**2 + 1e-6) ** 0.5))
-    flat = _sobel_magnitude(torch.ones(1, 1, 8, 8))
-    torch.testing.assert_close(flat[..., 1:-1, 1:-1], torch.full((1, 1, 6, 6), 1e-3))  # sqrt(eps)
-    assert flat[..., 0, :].min() > 1  # zero padding makes an edge at the border, as the official code
 
 
 def test_bad_options_are_config_errors(cfg):
