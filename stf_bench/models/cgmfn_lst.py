@@ -182,4 +182,5 @@ class CGMFNLST(nn.Module):
 
         Its target is the coarse change, not F2, so every pixel counts (the coarse images are complete)."""
         r = self.coarse_factor
-        return F.l1_loss(coarse_pool(pred - batch["fine_ref"], r), coarse_pool(batch["coarse_tgt"] - batch["coarse_ref"], r))
+        modis_change = coarse_pool(batch["coarse_tgt"] - batch["coarse_ref"], r)
+        return F.l1_loss(coarse_pool(pred - batch["fine_ref"], r), modis_change)

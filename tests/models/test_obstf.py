@@ -1,4 +1,4 @@
-"""obstf (reconstructed, models.md part 2 §4): SLIC objects on F1, object-mean change, U-Net generator, §6 PatchGAN."""
+"""obstf (reconstructed, models.md part 2 §4): SLIC objects on F1, object-mean change, U-Net, §6 PatchGAN."""
 
 from pathlib import Path
 
