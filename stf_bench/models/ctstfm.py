@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.swin import SwinLayer
 
 
@@ -51,7 +52,8 @@ class CTSTFM(nn.Module):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if any(w % head_dim for w in widths):
-            raise ValueError(f"CTSTFM: widths {widths} must be multiples of head_dim {head_dim}")
+            raise ConfigError(f"ctstfm: model.net.widths={list(widths)} must be multiples of model.net.head_dim="
+                              f"{head_dim} (C/head_dim attention heads)")
         self.size_multiple = window * 2 ** (len(widths) - 1)
         self.norm = None  # set by the training core; no Kelvin quantity is needed
         block = lambda c: HybridBlock(c, window, swin_depth, head_dim, mlp_ratio)  # noqa: E731
