@@ -42,7 +42,10 @@ MODELS = [_params(p) for p in sorted(MODEL_DIR.glob("*.yaml")) if _deep(p)]
 # Training checks (gradients, overfitting) of a fixed-size model at its full width cost many CPU minutes at its size:
 # they run the same code shrunk to a 64 px tile (benchmarks/device_check.py shrinks it the same way).
 SHRUNK = {"swinstfm": {"fixed_size": 64, "size_multiple": 64,
-                       "net": {"window_size": 2, "embed_dim": 32, "depths": [1, 1, 1, 1], "fixed_size": 64}}}
+                       "net": {"window_size": 2, "embed_dim": 32, "depths": [1, 1, 1, 1], "fixed_size": 64}},
+          # MSNet / EMSNet: the learned positions of a 2 x 2 token grid instead of 16 x 16
+          "msnet": {"fixed_size": 32, "net": {"fixed_size": 32}},
+          "emsnet": {"fixed_size": 32, "net": {"fixed_size": 32}}}
 
 
 def model_cfg(model_id: str, shrunk: bool = False):
