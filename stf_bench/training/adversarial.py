@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
 from stf_bench.errors import ConfigError
 from stf_bench.training.module import FusionModule
@@ -79,6 +80,8 @@ class AdversarialModule(FusionModule):
         parts = dict(net.compute_loss(batch, self.current_epoch, pred=pred))
         adv = g_loss(mode, net.discriminate(net.d_input(batch, pred)))
         warm = self.current_epoch < opts["warmup_epochs"]
+        if hasattr(net, "adversarial_at"):  # a staged model's GAN term belongs to its adversarial stage only
+            warm = warm or not net.adversarial_at(self.current_epoch)
         loss_g = parts["loss"] + (0.0 if warm else net.adv_weight) * adv
         self._check_loss(loss_g, {**parts, "adv": adv, "d": loss_d})
         g_opt.zero_grad()
@@ -101,9 +104,13 @@ class AdversarialModule(FusionModule):
         else:
             scheduler.step()
 
+    def _d_optimizer(self):
+        """D's optimizer; ``optimizer_groups`` name generator parameters, so they do not apply here."""
+        key = "d_optimizer" if self.model_cfg.get("d_optimizer") else "optimizer"
+        return instantiate(self.model_cfg[key])(params=list(self.net.discriminator.parameters()))
+
     def configure_optimizers(self):
         g_opt = self._optimizer("optimizer", self.generator_parameters())
-        d_opt = self._optimizer("d_optimizer" if self.model_cfg.get("d_optimizer") else "optimizer",
-                                self.net.discriminator.parameters())
+        d_opt = self._d_optimizer()
         schedulers = [s["scheduler"] for s in (self._scheduler(g_opt),) if s]
         return [g_opt, d_opt], schedulers
