@@ -2,7 +2,8 @@
 
 One step predicts once, updates D on the detached prediction, then updates G on the same prediction (reconstruction
 terms from the model's ``compute_loss`` plus ``adv_weight`` times the generator's GAN term), as models.md part 2 §0.
-During ``warmup_epochs`` G trains on its reconstruction terms alone and D is not updated. The model's ``scheduler``
+During ``warmup_epochs`` (and outside a staged model's GAN stage) G trains on its reconstruction terms alone and D
+is not updated. The model's ``scheduler``
 steps both optimizers once per epoch, as the published GAN recipes schedule G and D alike (D's from its first update).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
 from stf_bench.errors import ConfigError
 from stf_bench.training.module import FusionModule
@@ -62,14 +64,15 @@ class AdversarialModule(FusionModule):
         g_opt, d_opt = self.optimizers()
         net, mode, opts = self.net, self.net.gan_mode, self.options
         pred = net(batch)
-        warm = self.current_epoch < opts["warmup_epochs"]
+        warm = not self._gan_active()
         loss_d = pred.new_zeros(()) if warm else self._d_step(batch, pred, d_opt)
 
         if opts["regenerate_for_g"]:
             pred = net(batch)
         parts = dict(net.compute_loss(batch, self.current_epoch, pred=pred))
-        adv = g_loss(mode, net.discriminate(net.d_input(batch, pred)))
-        loss_g = parts["loss"] + (0.0 if warm else net.adv_weight) * adv
+        # D is not even run in warm-up: its BatchNorm statistics must not move either
+        adv = pred.new_zeros(()) if warm else g_loss(mode, net.discriminate(net.d_input(batch, pred)))
+        loss_g = parts["loss"] + net.adv_weight * adv
         self._check_loss(loss_g, {**parts, "adv": adv, "d": loss_d})
         g_opt.zero_grad()
         self.manual_backward(loss_g)
@@ -79,6 +82,13 @@ class AdversarialModule(FusionModule):
         logs = {f"train/{k}": v for k, v in parts.items() if k != "loss"}
         logs.update({"train/loss": loss_g.detach(), "train/adv": adv.detach(), "train/d_loss": loss_d.detach()})
         self.log_dict(logs, on_epoch=True, on_step=False, batch_size=batch["fine_tgt"].shape[0])
+
+    def _gan_active(self) -> bool:
+        """False during ``warmup_epochs`` and, for a staged model (``adversarial_at``), outside its GAN stage."""
+        epoch = self.current_epoch
+        if epoch < self.options["warmup_epochs"]:
+            return False
+        return net.adversarial_at(epoch) if hasattr(net := self.net, "adversarial_at") else True
 
     def _d_step(self, batch: dict, pred: torch.Tensor, d_opt) -> torch.Tensor:
         net, mode, opts = self.net, self.net.gan_mode, self.options
@@ -103,7 +113,7 @@ class AdversarialModule(FusionModule):
         if schedulers is None or not values or self.trainer.sanity_checking:
             return
         schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
-        if self.current_epoch < self.options["warmup_epochs"]:
+        if not self._gan_active():
             schedulers = schedulers[:1]  # D's schedule starts with D's training
         for scheduler in schedulers:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -111,9 +121,13 @@ class AdversarialModule(FusionModule):
             else:
                 scheduler.step()
 
+    def _d_optimizer(self):
+        """D's optimizer; ``optimizer_groups`` name generator parameters, so they do not apply here."""
+        key = "d_optimizer" if self.model_cfg.get("d_optimizer") else "optimizer"
+        return instantiate(self.model_cfg[key])(params=list(self.net.discriminator.parameters()))
+
     def configure_optimizers(self):
         g_opt = self._optimizer("optimizer", self.generator_parameters())
-        d_opt = self._optimizer("d_optimizer" if self.model_cfg.get("d_optimizer") else "optimizer",
-                                self.net.discriminator.parameters())
+        d_opt = self._d_optimizer()
         schedulers = [s["scheduler"] for s in (self._scheduler(g_opt), self._scheduler(d_opt)) if s]
         return [g_opt, d_opt], schedulers

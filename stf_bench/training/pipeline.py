@@ -183,7 +183,7 @@ def _setup(cfg: DictConfig, output_dir: Path, info: dict, lead: bool = True):
     datamodule.setup()
     ids = dataset_id(datamodule, cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module_cls = lightning_module_class(cfg.model.lightning_module)
+    module_cls = lightning_module_class(cfg.model.lightning_module, cfg.model.get("adversarial"))
     module = module_cls(model_cfg=model_cfg, norm=datamodule.norm.to_json(),
                         data_range_k=float(cfg.dataset.data_range_k), dataset_id=ids)
     preflight(cfg, datamodule, module)  # seconds, before any long work

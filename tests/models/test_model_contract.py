@@ -161,7 +161,7 @@ def test_gradients_reach_every_trainable_parameter(model_id):
     trainable = {n for n, p in net.named_parameters() if p.requires_grad}
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     reached: set[str] = set()
-    for epoch in (0, LATE_EPOCH):
+    for epoch in sorted({0, LATE_EPOCH, *getattr(net, "stage_starts", ())}):  # every stage of a staged model
         for step in range(2):
             net.zero_grad(set_to_none=True)
             loss = training_loss(cfg, net, batch, epoch)["loss"]
