@@ -46,7 +46,7 @@ def build_module(cfg, dm, device: torch.device):
     """The model's LightningModule on `device`; frozen pre-trained pieces get random weights (speed only)."""
     from stf_bench.training.registry import lightning_module_class  # here: baselines_speed measures RSS without it
 
-    cls = lightning_module_class(cfg.model.lightning_module)
+    cls = lightning_module_class(cfg.model.lightning_module, cfg.model.get("adversarial"))
     module = cls(model_cfg=OmegaConf.to_container(cfg.model, resolve=True), norm=dm.norm.to_json(),
                  data_range_k=float(cfg.dataset.data_range_k), dataset_id={}).to(device)
     for piece in getattr(module.net, "pretrained_pieces", lambda: [])():

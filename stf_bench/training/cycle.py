@@ -81,21 +81,3 @@ class CycleAdversarialModule(AdversarialModule):
     def on_train_epoch_end(self) -> None:
         if self.net.snapshot_due(self.current_epoch):
             self.net.take_snapshot()
-
-    def on_validation_epoch_end(self) -> None:
-        """Both generators' and both discriminators' learning rates follow the schedule (CycleGAN decays both)."""
-        values = self._log_scores("val")
-        schedulers = self.lr_schedulers()
-        if schedulers is None or not values or self.trainer.sanity_checking:
-            return
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(values[self.model_cfg.get("scheduler_monitor", "val/rmse").split("/")[-1]])
-            else:
-                scheduler.step()
-
-    def configure_optimizers(self):
-        g_opt = self._optimizer("optimizer", self.generator_parameters())
-        d_opt = self._d_optimizer()
-        schedulers = [s["scheduler"] for s in (self._scheduler(g_opt), self._scheduler(d_opt)) if s]
-        return [g_opt, d_opt], schedulers
