@@ -130,8 +130,8 @@ def test_checkpoint_holds_the_ema_as_net_and_resumes_the_online_weights(tmp_path
 
 def test_short_run_records_sampling_and_saves_the_ema(tiny, train_run):
     overrides = [*tiny("stfdiff"), "model.net.dim=16", "model.net.sampling_steps=2", "model.net.n_samples=2",
-                                                "model.net.sampling_seed=7", "model.diffusion.ema_update_after=0",
-                                                "model.diffusion.ema_warmup_power=null"]
+                 "model.net.sampling_seed=7", "model.diffusion.ema_update_after=0",
+                 "model.diffusion.ema_warmup_power=null"]
     _, run_dir = train_run(*overrides)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished", info.get("error")
