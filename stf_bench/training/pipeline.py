@@ -197,6 +197,7 @@ def _setup(cfg: DictConfig, output_dir: Path, info: dict, lead: bool = True):
         "skipped_dates": {k: [f"{d}: {why}" for d, why in v] for k, v in datamodule.split_info["skipped"].items()},
         "params": inference_parameters(module.net), "params_target": cfg.model.get("params_target"),
         "norm": datamodule.norm.to_json(),
+        **({"sampling": module.net.sampling} if hasattr(module.net, "sampling") else {}),  # diffusion: steps, draws, seed
     })
     return datamodule, module, ids
 

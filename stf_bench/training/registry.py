@@ -7,6 +7,7 @@ from stf_bench.errors import ConfigError
 LIGHTNING_MODULES = {
     "supervised": "stf_bench.training.module:SupervisedModule",
     "adversarial": "stf_bench.training.adversarial:AdversarialModule",
+    "diffusion": "stf_bench.training.diffusion:DiffusionModule",
     "none": "stf_bench.training.classical:ClassicalModule",
 }
 # Modes of a module, chosen by the model config's ``adversarial: {mode: ...}``
@@ -20,7 +21,6 @@ def lightning_module_class(name: str, adversarial: dict | None = None):
         raise ConfigError(f"adversarial.mode={mode!r} is not available; use one of {', '.join(ADVERSARIAL_MODES)} "
                           f"or leave it out (one generator, one discriminator).")
     if name not in LIGHTNING_MODULES:
-        raise ConfigError(f"lightning_module={name!r} is not available; use one of {', '.join(LIGHTNING_MODULES)} "
-                          f"(the diffusion module arrives with the first diffusion model).")
+        raise ConfigError(f"lightning_module={name!r} is not available; use one of {', '.join(LIGHTNING_MODULES)}.")
     module_path, cls = (ADVERSARIAL_MODES[mode] if mode else LIGHTNING_MODULES[name]).split(":")
     return getattr(__import__(module_path, fromlist=[cls]), cls)
