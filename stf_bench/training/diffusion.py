@@ -8,7 +8,10 @@ The network exposes ``compute_loss(batch, epoch, pred=None)`` (its training obje
 - ``ema_update_after``: the first updates (update numbers 0..N) copy the weights instead of averaging them;
 - ``ema_warmup_power``: after those, decay = min(ema_decay, 1 - (1 + e)^-power) with e = update - N - 1 (0 for
   e <= 0), the warm-up of ema-pytorch that the official code used (update_after_step 100, power 2/3); null: the
-  constant ``ema_decay`` right after the copies.
+  constant ``ema_decay`` right after the copies;
+- ``val_sampling_steps`` (optional): DDIM steps of the per-epoch validation only, a cheaper model-selection signal
+  (a 256 px scene costs one network evaluation per step); test, evaluate.py and predictions use the network's
+  ``sampling_steps``. Absent or null: validation samples as the test does.
 
 Validation, test and predictions use the EMA weights. A checkpoint stores them as ``net.*`` (what evaluate.py and
 ``restore_predictor`` load) and the online weights as ``online_net.*``; loading swaps them back, so resuming
@@ -55,6 +58,10 @@ class DiffusionModule(FusionModule):
             raise ConfigError(f"model {model_cfg['id']}: diffusion.ema_every={options['ema_every']!r}, "
                               f"ema_decay={options['ema_decay']}; use ema_every in {EMA_EVERY} and 0 <= ema_decay < 1.")
         self.options = {k: options[k] for k in OPTIONS}
+        self.val_steps = options.get("val_sampling_steps")
+        if self.val_steps is not None and not 1 <= int(self.val_steps) <= int(getattr(self.net, "timesteps", 0)):
+            raise ConfigError(f"model {model_cfg['id']}: diffusion.val_sampling_steps={self.val_steps}; use 1.."
+                              f"{getattr(self.net, 'timesteps', '?')} (the network's timesteps) or null.")
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.predictor = ScenePredictor.from_model_cfg(self.ema, self.norm, model_cfg)
@@ -65,6 +72,15 @@ class DiffusionModule(FusionModule):
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=False, on_epoch=True, on_step=False,
                       batch_size=batch["fine_tgt"].shape[0])
         return parts["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        if self.val_steps is None:
+            return super().validation_step(batch, batch_idx)
+        full, self.ema.sampling_steps = self.ema.sampling_steps, int(self.val_steps)
+        try:
+            super().validation_step(batch, batch_idx)
+        finally:
+            self.ema.sampling_steps = full
 
     @torch.no_grad()
     def update_ema(self) -> float:

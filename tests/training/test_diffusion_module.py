@@ -138,3 +138,21 @@ def test_short_run_records_sampling_and_saves_the_ema(tiny, train_run):
     assert info["sampling"] == {"sampling_steps": 2, "n_samples": 2, "sampling_seed": 7, "eta": 0.0}
     state = load_checkpoint_file(info["checkpoints"]["last"])["state_dict"]
     assert any(k.startswith("online_net.") for k in state) and int(state["ema_updates"]) == 1
+
+
+def test_validation_samples_with_val_sampling_steps_and_test_with_the_full_count():
+    m = module(val_sampling_steps=1)
+    seen = []
+    sample = m.ema.sample
+
+    def spy(*args, **kwargs):
+        seen.append(m.ema.sampling_steps)
+        return sample(*args, **kwargs)
+
+    m.ema.sample = spy
+    b = {k: v[None] for k, v in samples(1)[0].items()}
+    m.validation_step(b, 0)
+    m.test_step(b, 0)
+    assert seen == [1, NET["sampling_steps"]] and m.ema.sampling_steps == NET["sampling_steps"]
+    with pytest.raises(ConfigError, match=r"val_sampling_steps=0; use 1\.\.100"):
+        module(val_sampling_steps=0)
