@@ -216,3 +216,26 @@ def test_overfits_one_sample(model_id):
         loss.backward()
         opt.step()
     assert last < first / 10, (first, last)
+
+
+FIXED = [p for p in MODELS if OmegaConf.load(MODEL_DIR / f"{p.values[0]}.yaml").fixed_size]
+
+
+@pytest.mark.parametrize("model_id", FIXED)
+def test_fixed_size_tiled_inference_equals_untiled_on_its_size(model_id):
+    """At the one size both allow (a scene of exactly the tile), the whole-scene tiler returns the network's own output;
+    a larger scene comes back whole and finite, its tiles blended by keeping their centres."""
+    from stf_bench.models.prediction import predict_scene
+
+    cfg, net = build(model_id, shrunk=True)
+    net.eval()
+    size = int(cfg.fixed_size)
+    batch = only_inputs(cfg, sample_batch(cfg, batch=1))
+    with torch.no_grad():
+        untiled = net(batch)
+        tiled = predict_scene(net, batch, int(cfg.size_multiple), size)
+        torch.testing.assert_close(tiled, untiled, atol=1e-4, rtol=0)
+        big = {k: (torch.nn.functional.pad(v, (0, size // 2, 0, size // 2), mode="reflect") if torch.is_tensor(v)
+                   and v.dim() == 4 else v) for k, v in batch.items()}
+        out = predict_scene(net, big, int(cfg.size_multiple), size)
+    assert out.shape[-2:] == (size + size // 2,) * 2 and torch.isfinite(out).all()
