@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _speed import (CONF, autocast, batch_to, build_classical, build_module, compose_train,  # noqa: E402
-                    model_ids, random_scene, sync, timed, train_step)
+                    model_ids, random_scene, timed, train_step)
 from baselines_speed import COARSE_BLOCK, scene  # noqa: E402
 
 from stf_bench.devices import device_name  # noqa: E402

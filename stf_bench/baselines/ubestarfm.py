@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ._windows import Padded, Window, row_tiles
+from ._windows import Window, row_tiles
 from .base import ClassicalBaseline, FusionInputs
 from .blocks import BlockGrid
 from .estarfm import DATES, TINY_DISTANCE, TwoPairMaps, similarity_loss

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stf_bench.metrics import SSIM_MIN_WEIGHT
 from stf_bench.figures import rmse_bar_chart, save_comparison
+from stf_bench.metrics import SSIM_MIN_WEIGHT
 
 CONTEXT = ["context", "dataset", "store_hash", "variant", "split", "pairing"]
 GROUP = CONTEXT + ["model", "recipe"]
@@ -76,7 +76,7 @@ def header_lines(table: pd.DataFrame, border: int, device: str, failed: list[dic
     scenes = ", ".join(f"{d}: {n}" for d, n in table.groupby("dataset")["n_test_scenes"].first().items())
     return [
         f"Data range for SSIM/PSNR (fixed per dataset): {ranges}.",
-        f"Mask: observed (not gap-filled) target pixels with a finite prediction"
+        "Mask: observed (not gap-filled) target pixels with a finite prediction"
         + (f", minus a {border}-px border" if border else "") + "; SSIM averages the window centres with at least "
         f"{SSIM_MIN_WEIGHT:.0%} of their Gaussian weight on such pixels (per_scene.csv: ssim_centres; 0 means NaN).",
         f"Each run is averaged over its whole test scenes ({scenes}); ± is the std over seeds. "

@@ -25,9 +25,8 @@ from torch import nn
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import coarse_pool, high_pass
 from stf_bench.models.blocks.head_init import zero_init_
-from stf_bench.models.blocks.masked import masked_l1, masked_mse
+from stf_bench.models.blocks.masked import fill_invalid, masked_l1, masked_mse
 from stf_bench.models.blocks.msssim import ssim
-from stf_bench.models.blocks.pretrained import fill_invalid
 from stf_bench.models.edcstfn import EDCSTFNNetwork
 
 STAGE1_KEYS = ("fine_ref", "coarse_ref", "coarse_tgt")

@@ -33,10 +33,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import coarse_pool
-from stf_bench.models.blocks.masked import masked_l1
+from stf_bench.models.blocks.masked import fill_invalid, masked_l1
 from stf_bench.models.blocks.msssim import ssim
 from stf_bench.models.blocks.patchgan import section6_patchgan
-from stf_bench.models.blocks.pretrained import fill_invalid
 
 GAN_MODES = ("lsgan", "lsgan_sigmoid", "wgan_clip", "bce")
 

@@ -29,9 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stf_bench.models.blocks.fusion import delta_baseline
-from stf_bench.models.blocks.masked import masked_charbonnier
+from stf_bench.models.blocks.masked import fill_invalid, masked_charbonnier
 from stf_bench.models.blocks.msssim import ssim
-from stf_bench.models.blocks.pretrained import fill_invalid
 from stf_bench.models.blocks.weighting import icw_combine
 
 log = logging.getLogger(__name__)

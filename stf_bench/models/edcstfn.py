@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from stf_bench.models.blocks.masked import fill_invalid
 from stf_bench.models.blocks.msssim import ms_ssim
-from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, fill_invalid, piece_block
-
+from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, piece_block
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

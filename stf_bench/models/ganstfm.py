@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from stf_bench.errors import ConfigError
+from stf_bench.models.blocks.masked import fill_invalid
 from stf_bench.models.blocks.msssim import ms_ssim
-from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, fill_invalid, piece_block
+from stf_bench.models.blocks.pretrained import FeatureLossModel, FrozenEncoder, piece_block
 from stf_bench.models.blocks.switchnorm import SwitchNorm2d
 
 WIDTHS = (16, 32, 64, 128)

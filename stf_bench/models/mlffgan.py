@@ -29,10 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stf_bench.errors import ConfigError
-from stf_bench.models.blocks.masked import masked_l1, masked_mean
+from stf_bench.models.blocks.masked import fill_invalid, masked_l1, masked_mean
 from stf_bench.models.blocks.msssim import ms_ssim
 from stf_bench.models.blocks.patchgan import section6_patchgan
-from stf_bench.models.blocks.pretrained import fill_invalid
 
 WIDTHS = (16, 32, 64, 128, 256)
 GAN_MODES = ("lsgan", "lsgan_sigmoid")

@@ -37,11 +37,11 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from stf_bench.errors import ConfigError
+from stf_bench.models.blocks.masked import fill_invalid
 from stf_bench.models.blocks.msssim import ms_ssim
 from stf_bench.models.blocks.pretrained import (
     FeatureLossModel,
     FrozenEncoder,
-    fill_invalid,
     piece_block,
 )
 from stf_bench.models.blocks.sobel import sobel_mse

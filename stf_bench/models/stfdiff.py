@@ -198,8 +198,12 @@ class STFDiff(nn.Module):
 
     def compute_loss(self, batch: dict, epoch: int, pred: torch.Tensor | None = None) -> dict:
         """pred_x0 objective: L1 between the denoiser's x0 and F2 at a uniform timestep, over valid_tgt (``pred``,
-        a sampled prediction, has no part in it)."""
-        x0 = to_internal(batch["fine_tgt"])
+        a sampled prediction, has no part in it). x_t is noised from F2 itself, so unobserved target pixels (whatever
+        the loader wrote there) are replaced by C2 first: the masked loss alone would still let them into the input."""
+        target = batch["fine_tgt"]
+        if "valid_tgt" in batch:
+            target = torch.where(batch["valid_tgt"].bool(), target, batch["coarse_tgt"])
+        x0 = to_internal(target)
         fine, coarse = self.condition(batch)
         t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stf_bench.models.blocks.masked import masked_charbonnier
+from stf_bench.models.blocks.masked import fill_invalid, masked_charbonnier
 from stf_bench.models.blocks.msssim import ms_ssim
 from stf_bench.models.blocks.ranges import UNIT
 from stf_bench.models.blocks.swin import PatchEmbed, PatchMerging
@@ -389,6 +389,8 @@ class THSTNet(nn.Module):
             self.active_stage.fill_(2)
         target = to_internal(batch["fine_tgt"])
         charb = masked_charbonnier(y, target, self.loss_mask(batch), self.charbonnier_eps)
+        if "valid_tgt" in batch:  # MS-SSIM mixes neighbours: unobserved target pixels take the prediction's value
+            target = fill_invalid(target, batch["valid_tgt"].bool(), y)
         ssim_term = 1.0 - ms_ssim(y, target, 1.0, variant="relu")
         loss = charb + ssim_term
         return {"loss": loss, "charbonnier": charb.detach(), "ms_ssim": ssim_term.detach(),

@@ -8,7 +8,6 @@ wall time, parameter count, normalization).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time

@@ -8,7 +8,6 @@ changed (the old code's leak)."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 

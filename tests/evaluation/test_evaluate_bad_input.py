@@ -60,7 +60,7 @@ def test_truncated_checkpoint_in_a_copied_run_folder(cli, pipeline, tmp_path):
                f"paths.data_dir={pipeline['data']}", f"hydra.run.dir={board}")
     out = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
-    assert f"not scored: edcstfn in synthetic_small" in out and f"checkpoint {best} cannot be read" in out
+    assert "not scored: edcstfn in synthetic_small" in out and f"checkpoint {best} cannot be read" in out
     assert sorted(pd.read_csv(board / "leaderboard.csv")["model"]) == ["delta", "persistence"]
     assert f"Not scored: edcstfn ({copy})" in (board / "leaderboard.md").read_text()
 

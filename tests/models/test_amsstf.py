@@ -1,28 +1,21 @@
 """amsstf: parameter split, pinned forward, per-sample temporal attention, one/two pairs, masked loss with Sobel."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.amsstf import AMSSTF, TemporalAttention
 from stf_bench.models.blocks.masked import masked_l1
 from stf_bench.models.blocks.sobel import sobel_mse
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "amsstf.yaml"
+CONF = model_conf("amsstf")
 KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2", "fine_tgt")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")

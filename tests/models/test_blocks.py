@@ -9,11 +9,11 @@ import torch.nn as nn
 from skimage.metrics import structural_similarity
 
 from stf_bench.errors import ConfigError, DataError
+from stf_bench.models.blocks.masked import fill_invalid
 from stf_bench.models.blocks.msssim import MS_SSIM_WEIGHTS, ms_ssim, ssim
 from stf_bench.models.blocks.pretrained import (
     FrozenEncoder,
     PretrainedPiece,
-    fill_invalid,
     load_strict,
     patch_offsets,
     train_piece,

@@ -1,25 +1,18 @@
 """cgmfn_lst (reconstructed, models.md part 2 §10): two encoders, AdaIN + gated change fusion, SN PatchGAN."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.cgmfn_lst import CGMFNLST, adain
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "cgmfn_lst.yaml"
+CONF = model_conf("cgmfn_lst")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture

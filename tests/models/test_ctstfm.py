@@ -1,27 +1,20 @@
 """ctstfm (reconstructed, models.md part 2 §15): hybrid CNN-Swin U-Net, internal padding to a multiple of 64."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.ctstfm import CTSTFM
 from stf_bench.training.losses import CompositeLoss
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "ctstfm.yaml"
+CONF = model_conf("ctstfm")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")

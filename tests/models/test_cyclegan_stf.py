@@ -1,8 +1,6 @@
 """cyclegan_stf: ResNet-9 generators and InstanceNorm PatchGANs at the design counts, the cycle/identity terms, the
 snapshots, the candidate selection, the Haar detail fusion, the cycle module's pool and registry entry."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -15,8 +13,9 @@ from stf_bench.models.cyclegan_stf import (CycleGANSTF, centred_rmse, haar, inve
 from stf_bench.models.param_table import inference_parameters
 from stf_bench.training.cycle import CycleAdversarialModule, ImagePool
 from stf_bench.training.registry import lightning_module_class
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "cyclegan_stf.yaml"
+CONF = model_conf("cyclegan_stf")
 SMALL = {"width": 8, "n_blocks": 1, "d_widths": [8, 16, 16, 16]}
 
 

@@ -1,8 +1,6 @@
 """EMSNet (reconstructed, models.md part 2 §14): MSNet's blocks with its three changes (dilated Extract Net, LeFF,
 learned per-pixel reference weights), exact block counts, a pinned output."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,8 +9,9 @@ from omegaconf import OmegaConf
 from stf_bench.models.blocks.multistream import MultiStream
 from stf_bench.models.emsnet import EMSNet
 from stf_bench.models.msnet import MSNet
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "emsnet.yaml"
+CONF = model_conf("emsnet")
 KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
 
 
@@ -29,11 +28,6 @@ def small():
     """The same design on a 2 x 2 token grid (32 px), for behaviour checks."""
     torch.manual_seed(0)
     return EMSNet(fixed_size=32)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def test_yaml_matches_msnet_training(cfg):

@@ -1,28 +1,21 @@
 """explicit_stepwise: S / N / T at the design counts, the stage schedule scaled to max_epochs, each network trained
 in its own stage only (frozen after it), the masked terms, the coarse-delta start of T, config errors."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.fusion import coarse_pool
 from stf_bench.models.explicit_stepwise import ExplicitStepwise
 from stf_bench.models.param_table import inference_parameters
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "explicit_stepwise.yaml"
+CONF = model_conf("explicit_stepwise")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.merge({"model": OmegaConf.load(CONF)}).model
 
 
 @pytest.fixture

@@ -1,26 +1,19 @@
 """mlffgan: parameter split, pinned forward, AdaIN + change-mask fusion, masked loss, the §6 PatchGAN."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.masked import masked_l1
 from stf_bench.models.mlffgan import MLFFGAN, adain
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "mlffgan.yaml"
+CONF = model_conf("mlffgan")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")

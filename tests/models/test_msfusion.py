@@ -2,18 +2,16 @@
 attention equals the full relevance map, identity transfer, C2 = C1 transfers the reference's own features), the
 eval-mode tiling of whole scenes, config errors, a pinned output."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.models.msfusion import PATCHES, MSFusion, hard_attention, transfer
 from stf_bench.models.prediction import predict_scene
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "msfusion.yaml"
+CONF = model_conf("msfusion")
 KEYS = ("fine_ref", "coarse_ref", "coarse_tgt")
 
 
@@ -29,11 +27,6 @@ def batch(size, seed=0, b=1):
 def model(**kw):
     torch.manual_seed(0)
     return MSFusion(**kw)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def test_yaml_declarations(cfg):

@@ -1,17 +1,15 @@
 """MSNet (reconstructed, models.md part 2 §11): exact block counts, the fold of tokens to pixels, the blend and the
 average of the two references, size and input checks, a pinned output."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.models.blocks.multistream import DeltaTransformer, ExtractNet
 from stf_bench.models.msnet import MSNet
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "msnet.yaml"
+CONF = model_conf("msnet")
 KEYS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
 
 
@@ -28,11 +26,6 @@ def small(cls=MSNet, **kw):
     """The same design on a 2 x 2 token grid (32 px), for behaviour checks."""
     torch.manual_seed(0)
     return cls(fixed_size=32, **kw)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 def test_yaml_declarations(cfg):

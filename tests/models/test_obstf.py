@@ -1,27 +1,20 @@
 """obstf (reconstructed, models.md part 2 §4): SLIC objects on F1, object-mean change, U-Net, §6 PatchGAN."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.slic import object_mean, slic
 from stf_bench.models.obstf import OBSTF
 from stf_bench.models.prediction import predict_scene
+from tests.models.helpers import model_conf
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "obstf.yaml"
+CONF = model_conf("obstf")
 
 
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture

@@ -1,29 +1,18 @@
 """RSFN: exact 1-band counts of G, D and the feature autoencoder, the attention-weighted references, the adversarial
 hooks, the loss terms and their mask, and the Sobel magnitude."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.msssim import ms_ssim
 from stf_bench.models.blocks.pretrained import train_piece
 from stf_bench.models.rsfn import RSFN
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "rsfn.yaml"
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
+CONF = model_conf("rsfn")
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +40,19 @@ def test_config_declares_the_contract(cfg, model):
     assert cfg.optimizer.lr == cfg.d_optimizer.lr == 1e-4 and cfg.scheduler.gamma == 0.99
     assert (model.adv_weight, model.gan_mode, model.spectral_weight) == (5e-3, "lsgan", 0.0)
     assert model.piece["ssim_weight"] == 0.8
-    assert _count(model.generator) == cfg.params_target == 281_855
+    assert n_params(model.generator) == cfg.params_target == 281_855
 
 
 def test_parameter_counts_per_part(model):
     g = model.generator
-    assert (_count(g.fine_encoder), _count(g.coarse_encoder), _count(g.attention), _count(g.merge),
-            _count(g.decoder)) == (16_954, 16_954, 89_450, 45_248, 113_249)
+    assert (n_params(g.fine_encoder), n_params(g.coarse_encoder), n_params(g.attention), n_params(g.merge),
+            n_params(g.decoder)) == (16_954, 16_954, 89_450, 45_248, 113_249)
     d = model.discriminator
-    assert _count(d) == 1_217_967
-    assert [_count(b) for b in list(d)[:6]] == [430, 45_504, 53_824, 181_120, 214_144, 722_688]
+    assert n_params(d) == 1_217_967
+    assert [n_params(b) for b in list(d)[:6]] == [430, 45_504, 53_824, 181_120, 214_144, 722_688]
     ae = model.pretrained_pieces()[0].build_autoencoder()
-    assert (_count(ae), _count(ae.encoder), ae.size_multiple) == (209_387, 70_522, 8)
-    assert _count(model.feature_encoder) == 70_522
+    assert (n_params(ae), n_params(ae.encoder), ae.size_multiple) == (209_387, 70_522, 8)
+    assert n_params(model.feature_encoder) == 70_522
     assert not any(p.requires_grad for p in model.feature_encoder.parameters())
 
 

@@ -39,7 +39,7 @@ def test_yaml_declarations():
     assert cfg.params_target == 7467329 and cfg.loss is None
     assert (cfg.net.timesteps, cfg.net.sampling_steps, cfg.net.eta, cfg.net.n_samples) == (100, 50, 0.0, 1)
     assert dict(cfg.diffusion) == {"ema_decay": 0.995, "ema_every": "epoch", "ema_update_after": 100,
-                                   "ema_warmup_power": pytest.approx(2 / 3)}
+                                   "ema_warmup_power": pytest.approx(2 / 3), "val_sampling_steps": 10}
     assert (cfg.optimizer.lr, cfg.scheduler, cfg.train.batch_size, cfg.train.patch_size) == (1e-3, None, 24, 256)
     assert cfg.train.gradient_clip_val == 1.0  # the trainer's gradient-norm clip reads it
 
@@ -121,7 +121,7 @@ def test_objective_is_masked_pred_x0_l1_and_forward_reads_declared_inputs_only()
     loss = net.compute_loss(x, 0)
     assert set(loss) == {"loss", "l1"} and loss["loss"].requires_grad
     torch.manual_seed(5)  # the same timestep and noise, by hand: x_t = sqrt(ac) x0 + sqrt(1 - ac) eps
-    x0 = 1.6 * x["fine_tgt"] - 0.8
+    x0 = 1.6 * torch.where(x["valid_tgt"], x["fine_tgt"], x["coarse_tgt"]) - 0.8  # unobserved F2 pixels: C2
     t = torch.randint(0, 100, (2,))
     x_t = net.sqrt_ac[t].view(-1, 1, 1, 1) * x0 + net.sqrt_1m_ac[t].view(-1, 1, 1, 1) * torch.randn_like(x0)
     out = net.denoise(x_t, t, *net.condition(x))

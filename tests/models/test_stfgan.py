@@ -1,8 +1,6 @@
 """STFGAN: exact 1-band counts of G and D, the internal [-1, 1] range and Tanh bound, the inputs it reads, the
 unconditional critic, the masked MSE and the config errors."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -11,19 +9,11 @@ from omegaconf import OmegaConf
 from stf_bench.errors import ConfigError
 from stf_bench.models.blocks.ranges import SYMMETRIC
 from stf_bench.models.stfgan import STFGAN
+from tests.models.helpers import model_conf, n_params
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "stfgan.yaml"
+CONF = model_conf("stfgan")
 INPUTS = ("fine_ref", "coarse_ref", "coarse_tgt", "fine_ref2", "coarse_ref2")
 MEAN, STD = 0.5235801, 0.0435712
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return OmegaConf.load(CONF)
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +39,15 @@ def test_config_declares_the_contract(cfg, model):
     assert (cfg.scheduler.step_size, cfg.scheduler.gamma) == (250, 0.1)
     assert (cfg.train.batch_size, cfg.train.patch_size, cfg.train.max_epochs) == (16, 256, 500)
     assert (model.adv_weight, model.gan_mode, model.output_activation) == (1e-3, "wgan_clip", "tanh")
-    assert _count(model.generator) == cfg.params_target == 2_184_641
+    assert n_params(model.generator) == cfg.params_target == 2_184_641
 
 
 def test_parameter_counts_per_part(model):
     g = model.generator
-    assert (_count(g.coarse), _count(g.upsample), _count(g.fine), _count(g.fusion)) == (
+    assert (n_params(g.coarse), n_params(g.upsample), n_params(g.fine), n_params(g.fusion)) == (
         1_238_464, 295_424, 640_384, 10_369)
-    assert [_count(b) for b in g.coarse.blocks] == [74_112] * 16 and len(g.fine.blocks) == 8
-    assert _count(model.discriminator) == 5_214_273
+    assert [n_params(b) for b in g.coarse.blocks] == [74_112] * 16 and len(g.fine.blocks) == 8
+    assert n_params(model.discriminator) == 5_214_273
 
 
 def test_forward_value_is_pinned(model):

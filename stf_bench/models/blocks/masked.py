@@ -24,3 +24,12 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
 def masked_charbonnier(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                        eps: float = 1e-3) -> torch.Tensor:
     return masked_mean(torch.sqrt((pred - target) ** 2 + eps**2), mask)
+
+
+def fill_invalid(target: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """The target with unobserved pixels replaced by the detached prediction.
+
+    Feature and structure losses mix neighbouring pixels, so they cannot be averaged over a mask; comparing the
+    prediction with this filled target makes unobserved target pixels contribute no error (and no gradient).
+    """
+    return torch.where(valid, target, pred.detach())

@@ -14,10 +14,10 @@ import math
 import os
 import sys
 import time
-from functools import partial
-from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -152,15 +152,6 @@ class FeatureLossModel:
         if name != self.PIECE:
             raise KeyError(f"{type(self).__name__} has one pretrained piece, {self.PIECE!r}; got {name!r}")
         self.feature_encoder.load(encoder_state_dict)
-
-
-def fill_invalid(target: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """The target with unobserved pixels replaced by the detached prediction.
-
-    Feature and structure losses mix neighbouring pixels, so they cannot be averaged over a mask; comparing the
-    prediction with this filled target makes unobserved target pixels contribute no error (and no gradient).
-    """
-    return torch.where(valid, target, pred.detach())
 
 
 def patch_offsets(size: int, patch: int, stride: int) -> list[int]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stf_bench.models.blocks.masked import masked_mean
-from stf_bench.models.blocks.pretrained import fill_invalid
+from stf_bench.models.blocks.masked import fill_invalid, masked_mean
 
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))  # responds to changes along x (columns)
 
