@@ -294,7 +294,7 @@ def _prepare(method: Method, context: Context, device, trusted: list[str],
                 "params": info.get("params"), "train_s": info.get("wall_time_s"),
                 "train_peak_mb": info.get("peak_memory_mb") or float("nan")}
         if model_cfg.get("lightning_module") != "none":
-            meta["macs_g"] = count_macs(predictor.net, device) / 1e9
+            meta["macs_g"] = count_macs(predictor.net, device, next(context.samples())["meta"]) / 1e9
         return predictor, meta
     predictor, model_cfg = baseline_predictor(baseline_config(method.baseline, conf_dir), context,
                                               device, trusted)
