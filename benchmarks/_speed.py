@@ -86,7 +86,7 @@ def train_step(module, bf16: bool, device: torch.device):
                 d_opt.step()
                 loss = (net.compute_loss(batch, 0, pred=pred)["loss"]
                         + net.adv_weight * g_loss(mode, net.discriminate(net.d_input(batch, pred))))
-            elif module.loss_fn is None:
+            elif getattr(module, "loss_fn", None) is None:  # the model's own loss (diffusion: its objective)
                 loss = net.compute_loss(batch, 0)["loss"]
             else:
                 loss = module.loss_fn(net(batch), batch)["loss"]
@@ -122,10 +122,12 @@ def timed(fn, device: torch.device, warmup: int, repeats: int, max_s: float) -> 
 
 def random_scene(size: int, device: torch.device, keys=SCENE_KEYS) -> dict:
     """Normalized inputs (uniform in [0, 1]) for a deep model's whole-scene prediction, with the dates a sequence
-    model reads (target, then the references 16 days before and after, as an evaluation batch carries them)."""
+    model reads (target, then the references 16 days before and after, as an evaluation batch carries them) and the
+    store's coarse block (a MODIS pixel on the 30 m grid) that CycleGAN-STF's FSDAF step reads."""
     gen = torch.Generator().manual_seed(0)
     scene = {k: torch.rand((1, 1, size, size), generator=gen).to(device) for k in keys}
-    scene["meta"] = {"dates": "2020-07-17,2020-07-01,2020-08-02"}
+    scene["meta"] = {"dates": "2020-07-17,2020-07-01,2020-08-02", "offset": torch.zeros(2),
+                     "coarse_block": torch.tensor([33.3, 33.3])}
     return scene
 
 

@@ -32,6 +32,7 @@ from _speed import (CONF, autocast, batch_to, build_classical, build_module, com
 from baselines_speed import COARSE_BLOCK, scene  # noqa: E402
 
 from stf_bench.devices import device_name  # noqa: E402
+from stf_bench.models.cpu_variants import SHRUNK, shrunk_overrides  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (name, bf16, torch.compile, channels_last)
@@ -39,14 +40,9 @@ VARIANTS = [("fp32", False, False, False), ("bf16", True, False, False), ("bf16+
             ("bf16+channels_last", True, False, True)]
 FULL = {"tiny": False, "scene": 950, "steps": 30, "case_s": 10.0, "repeats": 5, "warmup": 3, "budget_s": 450.0,
         "data": ["dataset=synthetic", "dataset.source.n_dates=12"]}
-TINY = {"tiny": True, "scene": 64, "steps": 1, "case_s": 2.0, "repeats": 1, "budget_s": 300.0, "warmup": 0,
+TINY = {"tiny": True, "scene": 64, "steps": 1, "case_s": 2.0, "repeats": 1, "budget_s": 900.0, "warmup": 0,
         "batch": 2, "patch": 64,
         "data": ["dataset=synthetic_small"]}
-
-# tiny runs only: a fixed-size model shrunk to the tiny patch (an unlisted one keeps its size, at batch 1)
-TINY_NET = {"swinstfm": ["model.net.window_size=2", "model.net.embed_dim=32", "model.net.depths=[1,1,1,1]",
-                         "model.fixed_size=64", "model.size_multiple=64"]}
-
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower().split(" (")[0]).strip("-")
@@ -81,8 +77,9 @@ def model_overrides(model_id: str, s: dict) -> list[str]:
     """Published batch and patch on a GPU; tiny ones otherwise."""
     if "patch" not in s:
         return []
-    if model_id in TINY_NET:
-        return [f"model.train.batch_size={s['batch']}", f"model.train.patch_size={s['patch']}", *TINY_NET[model_id]]
+    if model_id in SHRUNK:  # tiny runs only: a fixed-size model shrunk as the contract test shrinks it
+        patch = SHRUNK[model_id].get("fixed_size", s["patch"])
+        return [f"model.train.batch_size={s['batch']}", f"model.train.patch_size={patch}", *shrunk_overrides(model_id)]
     fixed = OmegaConf.load(CONF / "model" / f"{model_id}.yaml").get("fixed_size")
     return [f"model.train.batch_size={1 if fixed else s['batch']}", f"model.train.patch_size={fixed or s['patch']}"]
 

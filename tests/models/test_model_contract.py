@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from stf_bench.data.normalization import AffineNorm
+from stf_bench.models.cpu_variants import SHRUNK
 from stf_bench.models.param_table import TOLERANCE
 from stf_bench.training.adversarial import d_loss, g_loss
 from stf_bench.training.losses import CompositeLoss
@@ -40,21 +41,7 @@ MODELS = [_params(p) for p in sorted(MODEL_DIR.glob("*.yaml")) if _deep(p)]
 
 
 # Training checks (gradients, overfitting) of a fixed-size model at its full width cost many CPU minutes at its size:
-# they run the same code shrunk to a 64 px tile (benchmarks/device_check.py shrinks it the same way).
-SHRUNK = {"swinstfm": {"fixed_size": 64, "size_multiple": 64,
-                       "net": {"window_size": 2, "embed_dim": 32, "depths": [1, 1, 1, 1], "fixed_size": 64}},
-          # MSNet / EMSNet: the learned positions of a 2 x 2 token grid instead of 16 x 16
-          "msnet": {"fixed_size": 32, "net": {"fixed_size": 32}},
-          "emsnet": {"fixed_size": 32, "net": {"fixed_size": 32}},
-          # THSTNet: narrow and shallow at 64 px. Its official texture transformers apply their first ResBlock and
-          # discard the result (chain_resblocks: false, the default models.md asks for): those parameters count
-          # but never train, so the training checks run the chained variant, where every parameter must learn.
-          "thstnet": {"fixed_size": 64, "net": {"embed_dim": 16, "head_dim": 16, "depths": [1, 1, 1, 1],
-                                                "fixed_size": 64, "chain_resblocks": True}},
-          # SFT-GAN: a quarter of the widths at 64 px (its attention takes any number of keys)
-          "sftgan": {"fixed_size": 64, "net": {"fixed_size": 64, "dims": [16, 32, 64, 128], "heads": [1, 1, 2, 2]}}}
-
-
+# they run the same code shrunk (stf_bench/models/cpu_variants.py; benchmarks/device_check.py --tiny uses it too).
 def model_cfg(model_id: str, shrunk: bool = False):
     cfg = OmegaConf.load(MODEL_DIR / f"{model_id}.yaml")
     if shrunk and model_id in SHRUNK:
